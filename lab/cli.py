@@ -1,0 +1,177 @@
+"""The `lab` command: thin glue over the library. `lab --help` lists the subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _bench(args: argparse.Namespace, rest: list[str]) -> None:
+    from lab import bench
+
+    bench.run(args.name, rest)
+
+
+def _train_vae(args: argparse.Namespace) -> None:
+    from lab.config import load_config
+    from lab.vae import VAETrainConfig, train_vae
+
+    cfg = load_config(VAETrainConfig, args.config, steps=args.steps, seed=args.seed)
+    train_vae(cfg, args.out, resume=not args.restart)
+
+
+def _train(args: argparse.Namespace) -> None:
+    from lab.config import load_config
+    from lab.train import TrainConfig, train
+
+    cfg = load_config(TrainConfig, args.config, steps=args.steps, seed=args.seed, init_from=args.init_from,
+                      optimizer=args.optimizer)
+    print(train(cfg, args.out, resume=not args.restart))
+
+
+def _generate(args: argparse.Namespace) -> None:
+    from lab import plots
+    from lab.model import load_pipeline
+    from lab.sampling import SamplerConfig, candidate_seeds, generate
+
+    pipe = load_pipeline(args.model)
+    seeds = candidate_seeds(args.seed, args.n)
+    images = generate(pipe, [args.prompt] * args.n, seeds, SamplerConfig(args.steps, args.cfg), progress=True)
+    stamp = {"model": args.model, "prompt": args.prompt, "steps": args.steps, "cfg": args.cfg, "seed": args.seed}
+    fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], title=args.prompt, stamp=stamp)
+    fig.savefig(args.out, dpi=args.dpi)
+    print(f"wrote {args.out}")
+
+
+def _world_render(args: argparse.Namespace) -> None:
+    from lab import plots, world
+
+    try:
+        prompt = world.parse_prompt(args.prompt)
+    except ValueError as e:
+        raise SystemExit(f"lab world render: {e}") from e
+    seeds = list(range(args.seed, args.seed + args.n))
+    images = [world.render_prompt(prompt, s) for s in seeds]
+    stamp = {"prompt": prompt.text, "seed": args.seed, "n": args.n}
+    fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], ncols=args.ncols, title=prompt.text, stamp=stamp)
+    fig.savefig(args.out)
+    print(f"wrote {args.out}")
+
+
+def _geneval_evaluate(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from lab import geneval
+
+    try:
+        report = geneval.evaluate_samples(args.samples, args.prompts)
+    except ValueError as e:
+        raise SystemExit(f"lab geneval evaluate: {e}") from e
+    print(report.table())
+    samples = Path(args.samples)
+    out = args.out or samples.parent / f"{samples.stem if samples.suffix == '.npz' else samples.name}.geneval.json"
+    geneval.write_report(report, out, samples=str(samples), prompts=args.prompts)
+    print(f"wrote {out}")
+
+
+def _evaluate(args: argparse.Namespace) -> None:
+    from lab.evaluation import evaluate_pipeline
+    from lab.geneval import save_samples, write_report
+    from lab.model import load_pipeline
+    from lab.sampling import SamplerConfig
+
+    pipe = load_pipeline(args.model)
+    sampler = SamplerConfig(args.steps, args.cfg, args.batch_size)
+    report, images = evaluate_pipeline(pipe, args.prompts, args.images_per_prompt, sampler, args.seed)
+    print(report.table())
+    if args.samples:
+        save_samples(images, report.prompt_indices, args.samples)
+    if args.out:
+        write_report(report, args.out, model=args.model, prompts=args.prompts, images_per_prompt=args.images_per_prompt,
+                     steps=args.steps, cfg=args.cfg, seed=args.seed)
+        print(f"wrote {args.out}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lab", description="The SANA 1.5 lab.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("bench", help="run a benchmark and write JSON (lab bench NAME --help)")
+    p.add_argument("name", help="benchmark name")
+    p.set_defaults(func=_bench, passthrough=True)
+
+    p = sub.add_parser("train-vae", help="train the lab's DC-AE on the shapes world")
+    p.add_argument("--config", default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields")
+    p.add_argument("--out", required=True, help="run directory; the model lands in OUT/vae")
+    p.add_argument("--steps", type=int, help="override the config's steps")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
+    p.set_defaults(func=_train_vae)
+
+    p = sub.add_parser("train", help="train a SANA transformer with flow matching (resumes from OUT/checkpoint)")
+    p.add_argument("--config", default="configs/S.yaml", help="YAML of lab.train.TrainConfig fields")
+    p.add_argument("--out", required=True, help="run directory; the pipeline lands in OUT/pipeline")
+    p.add_argument("--steps", type=int, help="override the config's steps")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument("--init-from", help="continue from this SanaPipeline directory (grown or pruned model)")
+    p.add_argument("--optimizer", help="override the optimizer: adamw, adamw8bit, came, came8bit")
+    p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("generate", help="generate N candidates for a prompt and save a grid")
+    p.add_argument("--model", required=True, help="SanaPipeline directory (lab checkpoint or real SANA 1.5)")
+    p.add_argument("--prompt", required=True)
+    p.add_argument("--n", type=int, default=16, help="candidates; candidate i uses seed + i")
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=4.5, help="classifier-free guidance scale")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dpi", type=int, default=100)
+    p.add_argument("-o", "--out", default="grid.png")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("world", help="the shapes world (lab world render --help)")
+    world_sub = p.add_subparsers(dest="world_command", required=True)
+    p = world_sub.add_parser("render", help="render N scenes satisfying a prompt and save a grid")
+    p.add_argument("--prompt", required=True, help="a prompt in GenEval's templates, e.g. 'a photo of two circles'")
+    p.add_argument("--n", type=int, default=8, help="scenes; scene i uses seed + i")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ncols", type=int, default=8, help="images per row")
+    p.add_argument("-o", "--out", default="grid.png")
+    p.set_defaults(func=_world_render)
+
+    p = sub.add_parser("geneval", help="GenEval-mini, the shapes world's benchmark (lab geneval evaluate --help)")
+    geneval_sub = p.add_subparsers(dest="geneval_command", required=True)
+    p = geneval_sub.add_parser("evaluate", help="judge generated samples with GenEval's rules; print and write per-task accuracy",
+                               description="SAMPLES is a folder of {prompt_index:05d}_{sample:02d}.png files or an .npz "
+                               "with 'images' (N, 64, 64, 3) uint8 and 'prompt_index' (N,); lab.geneval.save_samples writes both.")
+    p.add_argument("samples", help="folder of PNGs or .npz file")
+    p.add_argument("--prompts", default="quick", help="prompt set the indices refer to: quick, full, novel or a .jsonl path")
+    p.add_argument("--out", help="JSON to write (default: SAMPLES.geneval.json next to SAMPLES)")
+    p.set_defaults(func=_geneval_evaluate)
+
+    p = sub.add_parser("evaluate", help="GenEval-mini of a model: generate for a prompt set and judge")
+    p.add_argument("--model", required=True, help="SanaPipeline directory")
+    p.add_argument("--prompts", default="full", help="quick, full, novel or a GenEval-style .jsonl")
+    p.add_argument("--images-per-prompt", type=int, default=4)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--cfg", type=float, default=4.5)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--samples", help="also save the images (.npz or a folder of PNGs)")
+    p.add_argument("--out", help="JSON report path")
+    p.set_defaults(func=_evaluate)
+
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.func(args, rest) if getattr(args, "passthrough", False) else args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,516 @@
+"""GenEval-mini: judges any 64x64 image against a GenEval prompt with GenEval's own rules.
+
+Two stages, as in GenEval (research/geneval.md):
+
+    detections = detect(image)                 # objects: shape, colour, box, score
+    verdict = evaluate_image(image, prompt)     # GenEval's rules on the prompt's metadata
+    report = evaluate(images, prompts)          # per-task accuracy; overall = mean of the tasks
+    print(report.table())
+
+The detector replaces GenEval's Mask2Former + CLIP colour classifier with what the shapes world
+allows: foreground = ink on the white background, connected components, colour = nearest palette
+colour of each component's core (never its edges: red blurred onto white looks pink), shape = the
+best soft IoU among the four shapes drawn with `world.shape_mask` at the size and centre the
+component's colour coverage implies (sharp or blurred). It is exact on clean renders and robust to
+the blurry, noisy, off-colour images a diffusion model makes (lab bench geneval measures both).
+
+Samples on disk (`save_samples`/`load_samples`) use one of two layouts:
+- a folder of PNGs named `{prompt_index:05d}_{sample:02d}.png` (GenEval-like: one prompt, several
+  samples), or
+- an `.npz` file with `images` (N, 64, 64, 3) uint8 and `prompt_index` (N,) integers.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage
+
+from lab import world
+from lab.world import (
+    COLORS,
+    IMAGE_SIZE,
+    PLURALS,
+    SHAPES,
+    TASKS,
+    Prompt,
+    Requirement,
+    Scene,
+    WorldConfig,
+    _block_count,  # the renderer's exact k x k sub-pixel count
+)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Detector thresholds and GenEval's rule parameters. Intensities on the [0, 1] scale."""
+
+    ink_threshold: float = 0.35  # foreground when 1 - min(R, G, B) exceeds this; white is 0, the palette >= 0.53 (pink)
+    min_area: int = 30  # pixels; smaller components are specks (the smallest object covers ~100)
+    core_fraction: float = 0.5  # colour is read from pixels at least this fraction of the deepest one's depth
+    support_radius: int = 2  # pixels around a component whose colour coverage counts towards it (blurred edges)
+    blur_sigmas: tuple[float, ...] = (0.0, 0.75, 1.5)  # pixels; shape templates are also tried blurred by these
+    # GenEval keeps detections with confidence > 0.3, or > 0.9 for counting prompts, to calibrate
+    # Mask2Former's scores. Ours is a shape-fit IoU (true shapes score > 0.94 clean, > 0.8 under
+    # blur 1 px + noise 0.05; merged blobs and smears less), so one threshold serves both tasks;
+    # the fields stay separate so a study can change one.
+    min_score: float = 0.5
+    counting_min_score: float = 0.5
+    max_per_class: int = 16  # GenEval's MAX_OBJECTS: detections kept per class, best first
+    relation_margin: float = 0.1  # GenEval's POSITION_THRESHOLD
+    relation_strength: float = 0.5  # GenEval: a relation holds when its strength exceeds this
+    world_config: WorldConfig = world.DEFAULT_WORLD  # shape geometry of the templates (cross arm width)
+
+
+DEFAULT_EVAL = EvalConfig()
+_PALETTE_NAMES = tuple(COLORS)
+_PALETTE = np.array([COLORS[c] for c in _PALETTE_NAMES], np.float32) / 255  # (8, 3) in [0, 1]
+_EPS = 1e-6
+_MOMENT_GRID = 512  # samples per axis when measuring a shape's area and centroid
+_RANGE_TOLERANCE = 1e-3  # float images may overshoot [0, 1] by this much (decoder rounding) and are clipped
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One object found in an image.
+
+    `box` is (x0, y0, x1, y1) in pixels (y downward, x1/y1 exclusive, as `world.Object.box`);
+    `area` the component's pixel count; `score` in [0, 1] the soft IoU of the best-fitting shape;
+    `rgb` the mean colour of the component's core in [0, 1].
+    """
+
+    shape: str
+    color: str
+    box: tuple[float, float, float, float]
+    area: int
+    score: float
+    rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def to_json(self) -> dict:
+        return {"shape": self.shape, "color": self.color, "box": [round(v, 2) for v in self.box],
+                "area": self.area, "score": round(self.score, 3), "rgb": [round(v, 3) for v in self.rgb]}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """GenEval's judgement of one image: `correct`, a human-readable `reason`, and what was seen."""
+
+    correct: bool
+    reason: str
+    detections: tuple[Detection, ...] = ()
+
+
+# --------------------------------------------------------------------------------------------
+# Input: one image or a batch, validated
+
+
+def as_image(image) -> np.ndarray:
+    """Validates one image and returns it as (64, 64, 3) float32 in [0, 1].
+
+    Accepts a PIL image in mode RGB, or an array-like (64, 64, 3) of uint8 (0..255) or float (0..1).
+    Raises ValueError naming the shape, dtype, mode or value range otherwise.
+    """
+    if hasattr(image, "mode") and hasattr(image, "size"):  # a PIL image
+        if image.mode != "RGB":
+            raise ValueError(f"PIL image in mode {image.mode!r}; expected mode 'RGB' (use image.convert('RGB'))")
+    a = np.asarray(image)
+    if a.shape != (IMAGE_SIZE, IMAGE_SIZE, 3):
+        raise ValueError(f"image of shape {a.shape}; expected ({IMAGE_SIZE}, {IMAGE_SIZE}, 3) RGB, channels last")
+    if a.dtype == np.uint8:
+        return a.astype(np.float32) / 255
+    if np.issubdtype(a.dtype, np.floating):
+        lo, hi = float(a.min()), float(a.max())
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+            raise ValueError(f"float image with values in [{lo:.3g}, {hi:.3g}]; expected values in [0, 1]")
+        return np.clip(a, 0, 1).astype(np.float32)
+    raise ValueError(f"image of dtype {a.dtype}; expected uint8 (0..255) or float (0..1)")
+
+
+def as_batch(images) -> list[np.ndarray]:
+    """Validates a batch: an array (N, 64, 64, 3) or a sequence of images. Returns a list of
+    (64, 64, 3) float32 arrays in [0, 1]."""
+    if isinstance(images, np.ndarray) or hasattr(images, "__array__") and not hasattr(images, "mode"):
+        a = np.asarray(images)
+        if a.ndim != 4:
+            raise ValueError(f"a batch of shape {a.shape}; expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) or a list of "
+                             "images (for one image use evaluate_image)")
+        return [as_image(x) for x in a]
+    if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
+        raise ValueError(f"images of type {type(images).__name__}; expected an array (N, 64, 64, 3) or a list of images")
+    return [as_image(x) for x in images]
+
+
+def _as_prompt(prompt: Prompt | str) -> Prompt:
+    return world.parse_prompt(prompt) if isinstance(prompt, str) else prompt
+
+
+# --------------------------------------------------------------------------------------------
+# Detection: components -> colour from the core -> shape by the best-fitting template
+
+
+def detect(image, config: EvalConfig = DEFAULT_EVAL) -> list[Detection]:
+    """Finds the objects in one image.
+
+    Args:
+        image: (64, 64, 3) uint8 or float in [0, 1], or a PIL RGB image (see `as_image`).
+    Returns:
+        one Detection per component of at least `min_area` pixels, in raster order; GenEval's
+        score thresholds are applied by the rules (`judge`), not here.
+    """
+    x = as_image(image)
+    ink = 1 - x.min(axis=2)  # 0 on white, >= 0.53 on every palette colour
+    labels, _ = ndimage.label(ink > config.ink_threshold)
+    out = []
+    pad = config.support_radius
+    for i, sl in enumerate(ndimage.find_objects(labels), 1):
+        if sl is None:
+            continue
+        r0, r1 = max(sl[0].start - pad, 0), min(sl[0].stop + pad, IMAGE_SIZE)
+        c0, c1 = max(sl[1].start - pad, 0), min(sl[1].stop + pad, IMAGE_SIZE)
+        det = _describe(x[r0:r1, c0:c1], labels[r0:r1, c0:c1], i, (c0, r0), config)
+        if det is not None:
+            out.append(det)
+    return out
+
+
+def _describe(crop: np.ndarray, labels: np.ndarray, label: int, origin: tuple[int, int], config: EvalConfig) -> Detection | None:
+    """One component. `crop` (h, w, 3) in [0, 1] and `labels` (h, w): a window around it whose
+    top-left pixel is `origin` = (x, y) in the image."""
+    comp = labels == label
+    area = int(comp.sum())
+    if area < config.min_area:
+        return None
+    # Colour: mean of the core, the pixels deepest inside the component, where blur and
+    # anti-aliasing have not mixed in the white background.
+    depth = ndimage.distance_transform_edt(comp)
+    rgb = crop[depth >= config.core_fraction * depth.max()].mean(axis=0)
+    color = _PALETTE_NAMES[int(np.argmin(((_PALETTE - rgb) ** 2).sum(axis=1)))]
+    # Coverage: the fraction of each pixel painted in the core colour (pixel = (1 - a) white + a colour),
+    # on the pixels near this component and nearer to it than to any other.
+    ink_dir = 1 - rgb
+    coverage = np.clip((1 - crop) @ ink_dir / max(float(ink_dir @ ink_dir), _EPS), 0, 1)
+    support = _dilate(comp, config.support_radius) & ~_dilate((labels != 0) & ~comp, 1)
+    coverage = np.where(support, coverage, 0)
+    shape, score, box = _fit_shape(coverage, origin, config)
+    if shape is None:
+        return None
+    return Detection(shape, color, box, area, score, tuple(float(v) for v in rgb))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """`mask` grown by `radius` pixels (4-neighbour steps)."""
+    out = mask
+    for _ in range(radius):
+        grown = out.copy()
+        grown[1:] |= out[:-1]
+        grown[:-1] |= out[1:]
+        grown[:, 1:] |= out[:, :-1]
+        grown[:, :-1] |= out[:, 1:]
+        out = grown
+    return out
+
+
+def _fit_shape(coverage: np.ndarray, origin: tuple[int, int], config: EvalConfig):
+    """Fits each shape class to a coverage map and keeps the best.
+
+    A shape's size follows from the covered area and its centre from the centroid (both kept by
+    any blur), so each class is drawn with `world.shape_mask` where it would have to be, blurred
+    by each of `config.blur_sigmas`, and scored by soft IoU with the coverage.
+    Returns (shape, score in [0, 1], box (x0, y0, x1, y1) in image pixels), or (None, 0, None).
+    """
+    total = float(coverage.sum())
+    if total <= 0:
+        return None, 0.0, None
+    h, w = coverage.shape
+    ox, oy = origin
+    mx = float(coverage.sum(axis=0) @ (np.arange(w) + 0.5)) / total + ox  # centroid in image pixels
+    my = float(coverage.sum(axis=1) @ (np.arange(h) + 0.5)) / total + oy
+    k = config.world_config.supersample
+    xs = ox + ((np.arange(w * k) + 0.5) / k)[None, :]
+    ys = oy + ((np.arange(h * k) + 0.5) / k)[:, None]
+    best = (None, 0.0, None)
+    for shape in SHAPES:
+        unit_area, unit_dy = _unit_moments(shape, config.world_config)
+        r = float(np.sqrt(total / unit_area))  # half the box side
+        cx, cy = mx, my - unit_dy * r  # the triangle's centroid sits below its box centre
+        m = world.shape_mask(shape, xs, ys, cx, cy, 2 * r, config.world_config)
+        template = _block_count(m, k).astype(np.float32) / (k * k)  # drawn like world.render: (h, w)
+        for sigma in config.blur_sigmas:
+            t = _blur_matrix(h, sigma) @ template @ _blur_matrix(w, sigma).T if sigma > 0 else template
+            inter = float(np.minimum(t, coverage).sum())
+            score = inter / (float(t.sum()) + total - inter)  # soft IoU: sum(min) / sum(max)
+            if score > best[1]:
+                best = (shape, score, (cx - r, cy - r, cx + r, cy + r))
+    return best
+
+
+@functools.lru_cache(maxsize=1024)
+def _blur_matrix(n: int, sigma: float) -> np.ndarray:
+    """(n, n) matrix applying a 1-D Gaussian blur of `sigma` pixels, zero beyond the edges."""
+    d = np.arange(n)[:, None] - np.arange(n)[None, :]
+    g = np.exp(-0.5 * (d / sigma) ** 2)
+    row = np.exp(-0.5 * (np.arange(-n, n + 1) / sigma) ** 2)
+    return (g / row.sum()).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_moments(shape: str, world_config: WorldConfig) -> tuple[float, float]:
+    """Area and vertical centroid offset of `shape` with box half-side 1 (so area x r^2 and
+    offset x r for half-side r), measured on a fine grid so they follow the world's geometry."""
+    n = _MOMENT_GRID
+    g = (np.arange(n) + 0.5) / n * 2 - 1
+    m = world.shape_mask(shape, g[None, :], g[:, None], 0.0, 0.0, 2.0, world_config)
+    area = m.mean() * 4
+    dy = float((m.sum(axis=1) @ g) / m.sum())
+    return float(area), dy
+
+
+def oracle_detections(scene: Scene) -> list[Detection]:
+    """The detections a perfect detector would return for a rendered scene (score 1, exact boxes):
+    the ground truth the rules are checked against in tests and benchmarks."""
+    return [Detection(o.shape, o.color, o.box, int(round(o.size**2)), 1.0, tuple(v / 255 for v in COLORS[o.color]))
+            for o in scene.objects]
+
+
+# --------------------------------------------------------------------------------------------
+# GenEval's rules (evaluate_images.py: `evaluate`), on the detections
+
+
+def judge(detections: Sequence[Detection], prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
+    """Applies GenEval's rules to detections: presence, exact counts (N + 1 fails), colour, position.
+
+    Extra objects of classes the prompt does not name are never penalised.
+    """
+    prompt = _as_prompt(prompt)
+    threshold = config.counting_min_score if prompt.task == "counting" else config.min_score
+    # GenEval: per class, detections above the threshold, most confident first, at most MAX_OBJECTS.
+    by_class: dict[str, list[Detection]] = {}
+    for d in sorted(detections, key=lambda d: -d.score):
+        if d.score > threshold and len(by_class.setdefault(d.shape, [])) < config.max_per_class:
+            by_class[d.shape].append(d)
+    reasons = []
+    matched_groups: list[list[Detection] | None] = []
+    for req in prompt.include:
+        found = by_class.get(req.cls, [])[: req.count]
+        problem = _check_requirement(req, found, by_class, matched_groups, prompt, config)
+        if problem:
+            reasons.append(problem)
+        matched_groups.append(None if problem else found)
+    for req in prompt.exclude:
+        n = len(by_class.get(req.cls, []))
+        if n >= req.count:
+            reasons.append(f"expected at most {_count(req.count - 1, req.cls)}, found {n}")
+    kept = tuple(d for ds in by_class.values() for d in ds)
+    return Verdict(not reasons, "; ".join(reasons) if reasons else "all requirements met", kept)
+
+
+def _check_requirement(req: Requirement, found, by_class, matched_groups, prompt: Prompt, config: EvalConfig) -> str:
+    """GenEval's checks of one `include` entry, in its order; returns the failure ('' when met)."""
+    if len(found) < req.count:
+        return f"expected {_count(req.count, req.cls)}, found {len(by_class.get(req.cls, []))}"
+    if req.color is not None:
+        # GenEval classifies the colour of the `count` matched (most confident) objects only.
+        colors = [d.color for d in found]
+        if colors.count(req.color) < req.count:
+            if req.count == 1:
+                return f"{req.cls} is {colors[0]}, expected {req.color}"
+            return f"expected {req.count} {req.color} {_plural(req.cls)}, found {', '.join(colors)}"
+    if req.position is not None:
+        relation, target = req.position
+        target_cls = prompt.include[target].cls
+        if matched_groups[target] is None:
+            return f"no {target_cls} found for the {req.cls} to be {relation}"
+        # GenEval: every matched object must stand in the relation to every matched target.
+        for obj in found:
+            for tgt in matched_groups[target]:
+                strengths = world.relations_between(obj.box, tgt.box, config.relation_margin)
+                held = [r for r, s in strengths.items() if s > config.relation_strength]
+                if relation not in held:
+                    seen = " and ".join(held) if held else "not clearly placed relative to"
+                    return f"expected {req.cls} {relation} {target_cls}, found it {seen} the {target_cls}"
+    return ""
+
+
+def _count(n: int, cls: str) -> str:
+    return f"{n} {cls if n == 1 else _plural(cls)}"
+
+
+def _plural(cls: str) -> str:
+    return PLURALS.get(cls, cls + "s")  # a prompt file may name a class the world lacks
+
+
+def evaluate_image(image, prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
+    """Detects the objects of one image and judges them against `prompt` (a Prompt or its text)."""
+    return judge(detect(image, config), prompt, config)
+
+
+# --------------------------------------------------------------------------------------------
+# Many images: per-task accuracy
+
+
+@dataclass
+class Report:
+    """Verdicts of a set of images with their prompts; accuracy per task and overall."""
+
+    prompts: list[Prompt]
+    verdicts: list[Verdict]
+    names: list[str] = field(default_factory=list)  # per image, e.g. file names; optional
+    prompt_indices: list[int] = field(default_factory=list)  # per image, index into its prompt set; optional
+
+    @property
+    def task_accuracy(self) -> dict[str, float]:
+        """Fraction of images judged correct, per task present, in GenEval's task order."""
+        out = {}
+        for task in TASKS:
+            hits = [v.correct for p, v in zip(self.prompts, self.verdicts) if p.task == task]
+            if hits:
+                out[task] = float(np.mean(hits))
+        return out
+
+    @property
+    def overall(self) -> float:
+        """GenEval's overall score: plain mean of the per-task accuracies (of the tasks present)."""
+        acc = self.task_accuracy
+        return float(np.mean(list(acc.values()))) if acc else float("nan")
+
+    def table(self) -> str:
+        lines = [f"{'task':<15}{'accuracy':>10}{'correct':>10}"]
+        for task, acc in self.task_accuracy.items():
+            hits = [v.correct for p, v in zip(self.prompts, self.verdicts) if p.task == task]
+            lines.append(f"{task:<15}{acc:>10.1%}{f'{sum(hits)}/{len(hits)}':>10}")
+        lines.append(f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks)")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        images = []
+        for i, (p, v) in enumerate(zip(self.prompts, self.verdicts)):
+            entry = {"name": self.names[i]} if self.names else {}
+            if self.prompt_indices:
+                entry["prompt_index"] = self.prompt_indices[i]
+            entry.update({"index": i, "tag": p.task, "prompt": p.text, "correct": v.correct, "reason": v.reason,
+                          "detections": [d.to_json() for d in v.detections]})
+            images.append(entry)
+        return {"overall": self.overall, "task_accuracy": self.task_accuracy, "n_images": len(self.verdicts),
+                "images": images}
+
+
+def evaluate(images, prompts: Sequence[Prompt | str], config: EvalConfig = DEFAULT_EVAL, names: Sequence[str] = ()) -> Report:
+    """Judges each image against its prompt.
+
+    Args:
+        images: (N, 64, 64, 3) uint8 or float in [0, 1], or a list of images (see `as_image`).
+        prompts: N prompts (Prompt or text), one per image.
+        names: optional N labels carried into the report (file names, ...).
+    """
+    batch = as_batch(images)
+    if isinstance(prompts, (str, Prompt)):
+        raise ValueError("prompts must be a list with one prompt per image, not a single prompt")
+    if len(batch) != len(prompts):
+        raise ValueError(f"{len(batch)} images but {len(prompts)} prompts; expected one prompt per image")
+    if names and len(names) != len(batch):
+        raise ValueError(f"{len(names)} names for {len(batch)} images; expected one per image or none")
+    parsed = [_as_prompt(p) for p in prompts]
+    return Report(parsed, [evaluate_image(x, p, config) for x, p in zip(batch, parsed)], list(names))
+
+
+# --------------------------------------------------------------------------------------------
+# Samples on disk (layout in the module docstring)
+
+_SAMPLE_NAME = re.compile(r"^(\d{5})_(\d{2,})\.png$")
+_PNG_LAYOUT = "{prompt_index:05d}_{sample:02d}.png"
+_NPZ_LAYOUT = f"'images' (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) uint8 and 'prompt_index' (N,) integers"
+
+
+def save_samples(images, prompt_indices: Sequence[int], path: str | Path) -> Path:
+    """Writes generated images in the layout `load_samples` reads: `.npz` if `path` ends so, else a
+    folder of `{prompt_index:05d}_{sample:02d}.png` (samples numbered per prompt in order given).
+
+    Args:
+        images: (N, 64, 64, 3) uint8 or float in [0, 1], or a list of images.
+        prompt_indices: N indices into the prompt set the images were generated for.
+    """
+    batch = np.stack([np.round(x * 255).astype(np.uint8) for x in as_batch(images)])
+    idx = np.asarray(prompt_indices, dtype=np.int64)
+    if idx.shape != (len(batch),):
+        raise ValueError(f"prompt_indices of shape {idx.shape} for {len(batch)} images; expected ({len(batch)},)")
+    if (idx < 0).any():
+        raise ValueError(f"negative prompt index {int(idx.min())}; expected indices >= 0")
+    path = Path(path)
+    if path.suffix == ".npz":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(path, images=batch, prompt_index=idx)
+        return path
+    from PIL import Image
+
+    path.mkdir(parents=True, exist_ok=True)
+    seen: dict[int, int] = {}
+    for x, i in zip(batch, idx.tolist()):
+        Image.fromarray(x).save(path / f"{i:05d}_{seen.get(i, 0):02d}.png")
+        seen[i] = seen.get(i, 0) + 1
+    return path
+
+
+def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Reads samples saved by `save_samples`. Returns (images (N, 64, 64, 3) uint8, prompt_index (N,),
+    names (N,)), ordered by prompt index then sample."""
+    path = Path(path)
+    if path.suffix == ".npz" and path.is_file():
+        with np.load(path) as f:
+            missing = {"images", "prompt_index"} - set(f.files)
+            if missing:
+                raise ValueError(f"{path} lacks the arrays {sorted(missing)}; expected {_NPZ_LAYOUT}")
+            images, idx = f["images"], f["prompt_index"]
+        if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or idx.shape != (len(images),):
+            raise ValueError(f"{path}: images {images.shape} {images.dtype} and prompt_index {idx.shape}; expected {_NPZ_LAYOUT}")
+        order = np.argsort(idx, kind="stable")
+        return images[order], idx[order].astype(np.int64), [f"{path.name}[{i}]" for i in order]
+    if not path.is_dir():
+        raise ValueError(f"no samples at {path}; expected a folder of {_PNG_LAYOUT} files or an .npz file")
+    from PIL import Image
+
+    files = list(path.glob("*.png"))
+    bad = [f.name for f in files if not _SAMPLE_NAME.match(f.name)]
+    if bad:
+        raise ValueError(f"{path}: PNG names {sorted(bad)[:5]} do not follow {_PNG_LAYOUT}")
+    if not files:
+        raise ValueError(f"{path} holds no PNG samples; expected {_PNG_LAYOUT} files")
+    keys = {f: tuple(int(g) for g in _SAMPLE_NAME.match(f.name).groups()) for f in files}  # (prompt, sample)
+    files.sort(key=keys.__getitem__)
+    images = []
+    for f in files:
+        with Image.open(f) as im:
+            if im.mode != "RGB" or im.size != (IMAGE_SIZE, IMAGE_SIZE):
+                raise ValueError(f"{f}: a {im.size[0]}x{im.size[1]} image in mode {im.mode!r}; expected 64x64 RGB")
+            images.append(np.asarray(im))
+    return np.stack(images), np.array([keys[f][0] for f in files], np.int64), [f.name for f in files]
+
+
+def evaluate_samples(path: str | Path, prompts: str | Sequence[Prompt] = "quick", config: EvalConfig = DEFAULT_EVAL) -> Report:
+    """Judges samples saved by `save_samples` against the prompt set their indices refer to
+    (a name `quick`, `full`, `novel`, a .jsonl path, or a list of Prompts)."""
+    prompt_set = world.load_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
+    images, idx, names = load_samples(path)
+    if idx.size and (idx.max() >= len(prompt_set) or idx.min() < 0):
+        bad = int(idx.max() if idx.max() >= len(prompt_set) else idx.min())
+        raise ValueError(f"{path}: prompt index {bad} is outside the prompt set of {len(prompt_set)} prompts "
+                         f"({prompts if isinstance(prompts, str) else 'given'}); expected 0..{len(prompt_set) - 1}")
+    report = evaluate(images, [prompt_set[i] for i in idx], config, names)
+    report.prompt_indices = idx.tolist()
+    return report
+
+
+def write_report(report: Report, path: str | Path, **extra) -> Path:
+    """Writes `report.to_json()` (plus `extra` entries) with provenance."""
+    from lab.provenance import write_json
+
+    return write_json({**extra, **report.to_json()}, path)
+
+
+__all__ = ["EvalConfig", "DEFAULT_EVAL", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
+           "judge", "evaluate_image", "evaluate", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
+           "write_report"]

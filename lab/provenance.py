@@ -1,0 +1,48 @@
+"""What produced a result: commit, versions, machine. Stamped on every benchmark JSON and figure."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+
+
+def git_commit(short: bool = True) -> str:
+    """The commit of the lab's checkout (with `+dirty` if it has uncommitted changes), or `unknown`."""
+    root = Path(__file__).resolve().parent.parent
+    try:
+        args = ["git", "-C", str(root), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
+        sha = subprocess.run(args, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def provenance() -> dict:
+    """A small dict describing the software and machine: attach it to every result written."""
+    import torch
+
+    return {
+        "commit": git_commit(),
+        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
+        "cpu_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def write_json(result: dict, path: str | os.PathLike) -> Path:
+    """Writes `result` with a `provenance` entry, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps({**result, "provenance": provenance()}, indent=2, default=str) + "\n")
+    os.replace(tmp, path)
+    return path

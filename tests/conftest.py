@@ -1,0 +1,47 @@
+"""Shared tiny fixtures: every model here is built from a config in well under a second."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+TINY_VAE = dict(block_out_channels=(8, 8, 16, 16), encoder_layers_per_block=(1, 1, 1, 1),
+                decoder_layers_per_block=(1, 1, 1, 1))
+
+
+def pytest_configure(config):
+    torch.set_num_threads(1)  # tests run two at a time (pytest -n 2) on two cores
+
+
+@pytest.fixture(scope="session")
+def tiny_vae_dir(tmp_path_factory):
+    from lab.model import VAESize, build_vae
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("vae") / "vae"
+    build_vae(VAESize(**TINY_VAE)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory, tiny_vae_dir):
+    """An untrained tiny lab SanaPipeline saved with save_pretrained."""
+    from diffusers import AutoencoderDC
+
+    from lab.model import build_pipeline, quiet_hub_logging
+
+    quiet_hub_logging()
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("pipe") / "tiny"
+    build_pipeline("tiny", vae=AutoencoderDC.from_pretrained(tiny_vae_dir)).save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def tiny_pipeline(tiny_pipeline_dir):
+    from lab.model import load_pipeline
+
+    return load_pipeline(tiny_pipeline_dir)
