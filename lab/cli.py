@@ -92,6 +92,58 @@ def _evaluate(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}")
 
 
+def _export(args: argparse.Namespace) -> None:
+    from lab.zoo import CHECKPOINTS, export_run
+
+    dest = args.to or CHECKPOINTS / args.name
+    scores = export_run(args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts))
+    print(f"exported {args.run} to {dest}: " + ", ".join(f"GenEval-mini {k} {v:.3f}" for k, v in scores.items()))
+
+
+def _grow(args: argparse.Namespace) -> None:
+    from lab.growth import grow_pipeline_dir
+
+    try:
+        out = grow_pipeline_dir(args.model, args.out, args.num_layers, args.strategy, args.keep,
+                                args.zero_init_copies, args.seed)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"lab grow: {e}") from e
+    print(f"wrote {out}")
+
+
+def _prune(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from lab import pruning, world
+    from lab.config import load_config
+    from lab.model import load_pipeline
+    from lab.train import TrainConfig, train
+
+    out = Path(args.out)
+    try:
+        if args.finetune_steps < 0:
+            raise ValueError(f"--finetune-steps {args.finetune_steps} must be >= 0")
+        cfg = load_config(TrainConfig, args.finetune_config, init_from=str(out / "pruned"), steps=args.finetune_steps)
+        pipe = load_pipeline(args.model)
+        pruning.check_method(args.by)
+        pruning.check_depth(pruning.num_blocks(pipe.transformer), args.depth)  # before the (long) importance analysis
+        table = None
+        if args.by == "importance" and args.importance:
+            table = pruning.ImportanceTable.load(args.importance)
+        elif args.by == "importance":
+            table = pruning.block_importance(pipe, world.load_prompts(args.prompts), args.timesteps,
+                                             seed=args.seed, source=args.model)
+            print(f"wrote {table.save(out / 'importance.json')}")
+        keep = pruning.select_blocks(pruning.num_blocks(pipe.transformer), args.depth, args.by, table, args.seed)
+        record = {"source": args.model, "by": args.by, "seed": args.seed}
+        pruned = pruning.save_pruned(pipe, keep, out / "pruned", record)
+    except (TypeError, ValueError) as e:
+        raise SystemExit(f"lab prune: {e}") from e
+    print(f"wrote {pruned} (kept blocks {keep})")
+    if args.finetune_steps > 0:
+        print(f"fine-tuned: {train(cfg, out, resume=not args.restart)}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lab", description="The SANA 1.5 lab.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -160,6 +212,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", help="also save the images (.npz or a folder of PNGs)")
     p.add_argument("--out", help="JSON report path")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("export", help="ship a finished run to checkpoints/NAME with GenEval-mini and a model card")
+    p.add_argument("run", help="run directory written by lab train")
+    p.add_argument("--name", required=True)
+    p.add_argument("--to", help="destination (default checkpoints/NAME)")
+    p.add_argument("--summary", default="", help="one paragraph for the model card")
+    p.add_argument("--reproduce", default="", help="the command that reproduces the run")
+    p.add_argument("--prompts", nargs="+", default=["full", "novel"])
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("grow", help="grow a model's depth (SANA 1.5 model growth); writes a complete SanaPipeline")
+    p.add_argument("--model", required=True, help="source SanaPipeline directory (e.g. checkpoints/S)")
+    p.add_argument("--num-layers", type=int, required=True, help="blocks of the grown model (> the source's)")
+    p.add_argument("--strategy", default="partial_preservation",
+                   help="partial_preservation (the paper's), cyclic or block_replication")
+    p.add_argument("--keep", type=int, help="source blocks kept (default: all but the last two for partial_preservation)")
+    p.add_argument("--zero-init-copies", action="store_true", help="replication strategies: copies start as identity")
+    p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' small random weights")
+    p.add_argument("--out", required=True, help="directory of the grown pipeline (then: lab train --init-from OUT)")
+    p.set_defaults(func=_grow)
+
+    p = sub.add_parser("prune", help="prune a model's depth by block importance (SANA 1.5), then optionally fine-tune",
+                       description="Writes OUT/pruned (the pruned SanaPipeline, with pruning.json), OUT/importance.json "
+                       "when importance is measured, and with --finetune-steps the recovery run in OUT, its model in "
+                       "OUT/pipeline.")
+    p.add_argument("--model", required=True, help="source SanaPipeline directory (e.g. checkpoints/L)")
+    p.add_argument("--depth", type=int, required=True, help="blocks to keep (1 to the source's blocks - 1)")
+    p.add_argument("--by", default="importance", help="importance (the paper's), last, uniform or random")
+    p.add_argument("--importance", help="a stored importance table (JSON) instead of measuring one")
+    p.add_argument("--prompts", default="quick", help="calibration prompt set: quick, full, novel or a .jsonl")
+    p.add_argument("--timesteps", type=int, default=20, help="sampling steps the importance is measured at")
+    p.add_argument("--seed", type=int, default=0, help="noise seed of the calibration runs; the draw of --by random")
+    p.add_argument("--finetune-steps", type=int, default=0, help="recovery fine-tune steps (the paper: 100); 0 = none")
+    p.add_argument("--finetune-config", default="configs/prune_finetune.yaml", help="TrainConfig YAML of the fine-tune")
+    p.add_argument("--restart", action="store_true", help="ignore an existing fine-tune checkpoint in OUT")
+    p.add_argument("--out", required=True, help="output directory")
+    p.set_defaults(func=_prune)
 
     return parser
 

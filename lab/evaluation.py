@@ -67,3 +67,14 @@ def write_model_card(path: str | Path, name: str, summary: str, reports: dict[st
     path = Path(path)
     path.write_text("\n".join(lines))
     return path
+
+
+def autoencoder_fidelity(vae, num_images: int = 512, seed: int = 0, prompts: str = "full") -> geneval.Report:
+    """GenEval-mini of VAE reconstructions of clean renders with their true prompts: the
+    autoencoder must never be the bottleneck (target >= 0.99 per image)."""
+    from lab.vae import reconstruct
+
+    prompt_set = world.load_prompts(prompts)
+    chosen = [prompt_set[i % len(prompt_set)] for i in range(num_images)]
+    renders = np.stack([world.render_prompt(p, seed + i) for i, p in enumerate(chosen)])
+    return geneval.evaluate(reconstruct(vae, renders), chosen)

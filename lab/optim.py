@@ -42,7 +42,6 @@ FACTORINGS = ("matrix", "last-two-dims")
 QMAP_SIZE = 2**8  # entries of bitsandbytes' 8-bit dynamic code map
 BNB_BLOCKSIZES = (64, 128, 256, 512, 1024, 2048, 4096)  # block sizes quantize_blockwise accepts
 BNB_ADAM_BLOCKSIZE = 256  # bitsandbytes' 8-bit Adam quantises its state in blocks of 256 (fixed)
-BNB_ADAM_MIN_8BIT_SIZE = 4096  # bitsandbytes' default min_8bit_size for its 8-bit optimizers
 SHARED_STATE = ("exp_avg_qmap",)  # state entries that are one tensor shared by all parameters
 
 # CAME-8bit defaults (SANA 1.5): m of matrices with more than 16384 elements is 8-bit, in blocks of 256
@@ -207,7 +206,8 @@ class CAME(torch.optim.Optimizer):
     def _init_state(self, state: dict, p: torch.Tensor, plan: ParamPlan) -> None:
         state["step"] = 0
         for name, (shape, dtype) in plan.state_spec().items():
-            state[name] = torch.zeros(shape, dtype=dtype, device=p.device)
+            if name not in SHARED_STATE:
+                state[name] = torch.zeros(shape, dtype=dtype, device=p.device)
 
     def _read_exp_avg(self, state: dict, plan: ParamPlan) -> torch.Tensor:
         """m of shape `plan.view`, in `plan.dtype`; updated in place by the step."""
@@ -337,7 +337,7 @@ class CAME(torch.optim.Optimizer):
             self._after_load(state, p)
 
     def _after_load(self, state: dict, p: torch.Tensor) -> None:
-        pass
+        """Hook for subclasses, run on each parameter's state after loading."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -350,7 +350,7 @@ class CAME8bit(CAME):
     m of a linear weight or 1x1 conv with more than `min_8bit_size` elements is kept as uint8 codes
     of bitsandbytes' signed dynamic map plus one fp32 absmax per `blocksize` elements (block-wise
     quantisation); it is dequantised, updated in fp32 and requantised every step. All other state is
-    exactly as in `CAME`. Works on CPU and CUDA (bitsandbytes ships both kernels).
+    exactly as in `CAME`. Device-agnostic: bitsandbytes has CPU and CUDA kernels (tested here on CPU).
 
     Args:
         min_8bit_size: matrices with more elements than this keep m in 8 bits, >= 0.
@@ -373,13 +373,8 @@ class CAME8bit(CAME):
         _check_range("blocksize", blocksize, blocksize in BNB_BLOCKSIZES, f"one of {BNB_BLOCKSIZES}")
 
     def _plan(self, p: torch.Tensor, group: dict) -> ParamPlan:
-        return plan_param(
-            p.shape,
-            p.dtype,
-            factoring=group["factoring"],
-            min_8bit_size=group["min_8bit_size"],
-            blocksize=group["blocksize"],
-        )
+        settings = {k: group[k] for k in ("factoring", "min_8bit_size", "blocksize")}
+        return plan_param(p.shape, p.dtype, **settings)
 
     def _qmap(self, device: torch.device) -> torch.Tensor:
         """The signed dynamic map (QMAP_SIZE,) on `device`, one tensor shared by every parameter."""
@@ -500,8 +495,8 @@ def estimate_state_bytes(model_or_params, name: str, **kwargs) -> int:
 def build_optimizer(name: str, params, lr: float, weight_decay: float = 0.0, **kwargs) -> torch.optim.Optimizer:
     """The optimizer `name` (one of `OPTIMIZERS`) over `params`; `kwargs` go to its constructor.
 
-    `adamw` is torch's AdamW, `adamw8bit` bitsandbytes' AdamW8bit (CPU and CUDA with
-    bitsandbytes >= 0.49), `came` and `came8bit` are this module's.
+    `adamw` is torch's AdamW, `adamw8bit` bitsandbytes' AdamW8bit (it runs on CPU too with
+    bitsandbytes 0.50), `came` and `came8bit` are this module's.
     """
     if name == "adamw":
         return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, **kwargs)

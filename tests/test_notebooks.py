@@ -1,0 +1,26 @@
+"""Every notebook runs end to end under papermill in its `quick` mode, and is stored without outputs."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_is_stored_without_outputs_and_tags_its_parameters(path):
+    nb = json.loads(path.read_text())
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert "parameters" in code[0].get("metadata", {}).get("tags", []), "first code cell must be tagged 'parameters'"
+    assert 'mode = "quick"' in "".join(code[0]["source"]), "parameters must default to the quick mode"
+    assert all(not c.get("outputs") for c in code), "executed copies belong under reports/, not notebooks/"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_runs_in_quick_mode_under_papermill(path, tmp_path):
+    import papermill
+
+    papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters={"mode": "quick", "out_dir": str(tmp_path / "out")},
+                               cwd=str(path.parent.parent), kernel_name="python3", progress_bar=False)
+    assert any((tmp_path / "out").rglob("*.png")), "the notebook drew no figure"
