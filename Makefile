@@ -20,7 +20,7 @@ test: setup
 	$(BIN)/python -m pytest -n 2 -q
 
 lint: setup
-	$(BIN)/ruff check lab tests app.py
+	$(BIN)/ruff check lab tests
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -123,7 +123,10 @@ def _prune(args: argparse.Namespace) -> None:
     try:
         if args.finetune_steps < 0:
             raise ValueError(f"--finetune-steps {args.finetune_steps} must be >= 0")
-        cfg = load_config(TrainConfig, args.finetune_config, init_from=str(out / "pruned"), steps=args.finetune_steps)
+        cfg = None
+        if args.finetune_steps > 0:
+            cfg = load_config(TrainConfig, args.finetune_config, init_from=str(out / "pruned"),
+                              steps=args.finetune_steps)
         pipe = load_pipeline(args.model)
         pruning.check_method(args.by)
         pruning.check_depth(pruning.num_blocks(pipe.transformer), args.depth)  # before the (long) importance analysis
@@ -140,7 +143,7 @@ def _prune(args: argparse.Namespace) -> None:
     except (TypeError, ValueError) as e:
         raise SystemExit(f"lab prune: {e}") from e
     print(f"wrote {pruned} (kept blocks {keep})")
-    if args.finetune_steps > 0:
+    if cfg is not None:
         print(f"fine-tuned: {train(cfg, out, resume=not args.restart)}")
 
 

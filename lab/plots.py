@@ -149,3 +149,303 @@ def stamp_figure(fig: Figure, stamp: dict, fontsize: float = 6.5, footer_inches:
         engine.set(rect=(0, band, 1, 1 - band))
     fig.text(*STAMP_XY, text, ha="left", va="bottom", fontsize=fontsize, color=STAMP_COLOR)
     return fig
+
+
+# --- block importance and depth pruning (lab.pruning; SANA 1.5 Fig. 6-7) ---------------------------
+METHOD_COLORS = {"importance": "#1f77b4", "last": "#d62728", "uniform": "#ff7f0e", "random": "#7f7f7f"}
+TIMESTEP_CMAP = "viridis"  # one colour per denoising timestep
+HEATMAP_CMAP = "magma"
+MEAN_LW, STEP_LW = 2.5, 0.9  # line widths (points): the mean over timesteps vs one timestep
+PANEL_SIZE = (6.0, 3.4)  # inches, one analysis panel
+
+
+def _axes_or_new(ax: Axes | None, size: tuple[float, float] = PANEL_SIZE) -> tuple[Figure, Axes]:
+    """`ax` and its figure, or a new constrained-layout Figure with one Axes."""
+    if ax is not None:
+        return ax.figure, ax
+    fig = Figure(figsize=size, layout="constrained")
+    return fig, fig.subplots()
+
+
+def _block_ticks(num_blocks: int, most: int = 32) -> np.ndarray:
+    """Integer block indices to label: all of them, or every k-th when there are more than `most`."""
+    return np.arange(num_blocks)[:: max(1, -(-num_blocks // most))]
+
+
+def block_importance_lines(table, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+    """Importance vs block index: a thin line per timestep (coloured by t) and the mean in black.
+
+    Args:
+        table: a `lab.pruning.ImportanceTable` (values (blocks, timesteps), timesteps, mean).
+        title: axes title. stamp: provenance for the footer (see `stamp_figure`).
+    Returns:
+        the Figure.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _axes_or_new(ax)
+        blocks = np.arange(table.num_blocks)
+        cmap = matplotlib.colormaps[TIMESTEP_CMAP]
+        t = np.asarray(table.timesteps, dtype=float)
+        span = max(t.max() - t.min(), 1e-9)
+        for j in range(table.num_timesteps):
+            ax.plot(blocks, table.values[:, j], color=cmap((t[j] - t.min()) / span), lw=STEP_LW, alpha=0.8)
+        ax.plot(blocks, table.mean, color="black", lw=MEAN_LW, marker="o", ms=3, label="mean over timesteps")
+        sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(t.min(), t.max()))
+        fig.colorbar(sm, ax=ax, label="timestep t (1000 = pure noise)")
+        ax.set_xlabel("block index")
+        ax.set_ylabel("importance 1 - cos(h_in, h_out)")
+        ax.set_xticks(_block_ticks(table.num_blocks))
+        ax.legend(loc="upper center")
+        ax.set_title(title or f"block importance ({table.num_prompts} prompts, {table.num_timesteps} timesteps)")
+        if stamp is not None:
+            stamp_figure(fig, stamp)
+    return fig
+
+
+def importance_heatmap(table, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+    """Blocks x timesteps heatmap of importance; columns in sampling order (noisiest first).
+
+    Args: table: a `lab.pruning.ImportanceTable`. Returns: the Figure.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _axes_or_new(ax)
+        im = ax.imshow(table.values, aspect="auto", cmap=HEATMAP_CMAP, origin="upper")
+        ax.grid(False)
+        fig.colorbar(im, ax=ax, label="importance 1 - cos")
+        ticks = np.arange(table.num_timesteps)[:: max(1, table.num_timesteps // 10)]
+        ax.set_xticks(ticks, [f"{table.timesteps[j]:.0f}" for j in ticks])
+        ax.set_yticks(_block_ticks(table.num_blocks))
+        ax.set_xlabel("timestep t (sampling order)")
+        ax.set_ylabel("block index")
+        ax.set_title(title or "block importance per timestep")
+        if stamp is not None:
+            stamp_figure(fig, stamp)
+    return fig
+
+
+def block_similarity_curve(similarity, reference=None, title: str | None = None, ylim: tuple | None = None,
+                           ax: Axes | None = None, size: tuple[float, float] = PANEL_SIZE) -> Figure:
+    """Per-block cosine similarity of input and output (1 = the block changes nothing).
+
+    Args:
+        similarity: (num_blocks,) cos(h_in, h_out) of one prompt at one timestep.
+        reference: optional (num_blocks,) similarity to compare with (e.g. 1 - the calibration mean),
+            drawn dashed. ylim: fixed y range (keeps the axis still while a slider moves).
+    Returns: the Figure.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _axes_or_new(ax, size)
+        blocks = np.arange(len(similarity))
+        ax.plot(blocks, similarity, marker="o", ms=3, color=METHOD_COLORS["importance"], label="this prompt, this step")
+        if reference is not None:
+            ax.plot(blocks, reference, ls="--", color="black", lw=1, label="calibration mean")
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.set_xticks(_block_ticks(len(similarity)))
+        ax.set_xlabel("block index")
+        ax.set_ylabel("cos(h_in, h_out)")
+        ax.legend(loc="lower right")
+        if title:
+            ax.set_title(title)
+    return fig
+
+
+def pruning_curves(rows: Sequence[dict], unpruned: float | None = None, scratch: Sequence[dict] = (),
+                   ax: Axes | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+    """GenEval-mini vs pruned depth, one colour per pruning method: dashed before and solid after
+    the recovery fine-tune; the unpruned model as a horizontal line; from-scratch models as stars.
+
+    Args:
+        rows: dicts with "method", "depth", "before" and (optional) "after" overall scores in [0, 1].
+        unpruned: the source model's score. scratch: dicts with "label", "depth", "score".
+    Returns: the Figure.
+    """
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _axes_or_new(ax)
+        for method in dict.fromkeys(r["method"] for r in rows):
+            mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["depth"])
+            depths = [r["depth"] for r in mine]
+            color = METHOD_COLORS.get(method)
+            ax.plot(depths, [r["before"] for r in mine], ls="--", marker="o", ms=3, color=color, alpha=0.6,
+                    label=f"{method}, pruned")
+            if all(r.get("after") is not None for r in mine):
+                ax.plot(depths, [r["after"] for r in mine], ls="-", marker="o", ms=4, color=color,
+                        label=f"{method}, + fine-tune")
+        if unpruned is not None:
+            ax.axhline(unpruned, color="black", lw=1, label=f"unpruned ({unpruned:.3f})")
+        for s in scratch:
+            ax.plot([s["depth"]], [s["score"]], marker="*", ms=12, ls="none", color="#2ca02c", label=s["label"])
+        ax.set_xticks(sorted({r["depth"] for r in rows} | {s["depth"] for s in scratch}))
+        ax.set_xlabel("depth (blocks kept)")
+        ax.set_ylabel("GenEval-mini overall")
+        ax.set_ylim(0, 1)
+        ax.legend(fontsize="x-small", ncols=2)
+        ax.set_title(title or "quality vs depth: pruned, then fine-tuned")
+        if stamp is not None:
+            stamp_figure(fig, stamp)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Training curves: loss and benchmark scores against steps, one line per run (growth, pruning,
+# optimizers). Runs are {name: [(step, value), ...]}; a run keeps its colour across panels.
+
+LOSS_SMOOTHING = 0.9  # EMA factor of the smoothed loss line (TensorBoard's; 0 draws the raw loss)
+RAW_LOSS_ALPHA = 0.2  # opacity of the raw loss drawn behind the smoothed line
+REFERENCE_STYLE = {"ls": "--", "lw": 1.0, "color": "#444444"}  # horizontal reference lines
+PANEL_INCHES = (4.2, 3.0)  # one panel's (width, height)
+
+
+def ema_smooth(values: Sequence[float], smooth: float = LOSS_SMOOTHING) -> np.ndarray:
+    """Debiased exponential moving average (as TensorBoard draws losses); `smooth` in [0, 1)."""
+    if not 0 <= smooth < 1:
+        raise ValueError(f"smooth={smooth}; expected a value in [0, 1)")
+    out, avg = np.empty(len(values)), 0.0
+    for i, v in enumerate(values):
+        avg = smooth * avg + (1 - smooth) * v
+        out[i] = avg / (1 - smooth ** (i + 1))
+    return out
+
+
+def run_colors(*names) -> dict[str, str]:
+    """One colour per run name (the default colour cycle, in first-seen order), so a run keeps
+    its colour across panels and figures: `run_colors(all_names)` or `run_colors(runs_a, runs_b)`."""
+    ordered = list(dict.fromkeys(n for group in names for n in group))
+    return {name: f"C{i}" for i, name in enumerate(ordered)}
+
+
+def _xy(points) -> tuple[np.ndarray, np.ndarray]:
+    a = np.asarray(points, dtype=float).reshape(-1, 2)
+    return a[:, 0], a[:, 1]
+
+
+def loss_curves(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | None = None, smooth: float = LOSS_SMOOTHING,
+                labels: dict[str, str] | None = None, colors: dict[str, str] | None = None, logy: bool = False,
+                title: str | None = None, stamp: dict | None = None) -> Figure:
+    """Training loss against step, one line per run: the raw loss faint, its EMA (`smooth`) solid.
+
+    Args:
+        runs: {name: [(step, loss), ...]}.
+        labels: legend text per name (default the name). colors: matplotlib colour per name.
+        logy: log-scale loss axis. stamp: provenance footer (see `stamp_figure`; only when `ax` is None).
+    Returns:
+        the Figure (that of `ax` when given).
+    """
+    if not runs:
+        raise ValueError("loss_curves got no runs; expected {name: [(step, loss), ...]}")
+    own_figure = ax is None
+    fig, ax = _axes_or_new(ax, PANEL_INCHES)
+    colors = colors or run_colors(runs)
+    with matplotlib.rc_context(STYLE):
+        for name, points in runs.items():
+            steps, loss = _xy(points)
+            if smooth > 0:
+                ax.plot(steps, loss, color=colors[name], alpha=RAW_LOSS_ALPHA, lw=0.8)
+                loss = ema_smooth(loss, smooth)
+            ax.plot(steps, loss, color=colors[name], label=(labels or {}).get(name, name))
+        ax.set_xlabel("training step")
+        ax.set_ylabel("training loss" + (f" (EMA {smooth})" if smooth > 0 else ""))
+        if logy:
+            ax.set_yscale("log")
+        ax.legend()
+        if title:
+            ax.set_title(title)
+    if stamp is not None and own_figure:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+def metric_vs_steps(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | None = None, ylabel: str = "GenEval-mini",
+                    reference: dict[str, float] | None = None, labels: dict[str, str] | None = None,
+                    colors: dict[str, str] | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+    """A score measured now and then during training (e.g. GenEval-mini overall) against step.
+
+    Args:
+        runs: {name: [(step, value), ...]}, drawn as lines with markers.
+        reference: {label: value} drawn as dashed horizontal lines (e.g. the source model's score).
+        labels, colors, title, stamp: as in `loss_curves`.
+    Returns:
+        the Figure (that of `ax` when given).
+    """
+    if not runs:
+        raise ValueError("metric_vs_steps got no runs; expected {name: [(step, value), ...]}")
+    own_figure = ax is None
+    fig, ax = _axes_or_new(ax, PANEL_INCHES)
+    colors = colors or run_colors(runs)
+    with matplotlib.rc_context(STYLE):
+        for name, points in runs.items():
+            steps, values = _xy(points)
+            ax.plot(steps, values, marker="o", ms=3, color=colors[name], label=(labels or {}).get(name, name))
+        for text, value in (reference or {}).items():
+            ax.axhline(value, **REFERENCE_STYLE)
+            ax.annotate(text, (0, value), xycoords=("axes fraction", "data"), xytext=(2, 2), textcoords="offset points",
+                        fontsize="small", color=REFERENCE_STYLE["color"])
+        ax.set_xlabel("training step")
+        ax.set_ylabel(ylabel)
+        ax.legend()
+        if title:
+            ax.set_title(title)
+    if stamp is not None and own_figure:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+def training_curves(loss: dict[str, Sequence[tuple[int, float]]], metric: dict[str, Sequence[tuple[int, float]]],
+                    metric_label: str = "GenEval-mini", reference: dict[str, float] | None = None,
+                    labels: dict[str, str] | None = None, colors: dict[str, str] | None = None,
+                    smooth: float = LOSS_SMOOTHING, title: str | None = None, stamp: dict | None = None) -> Figure:
+    """Two panels side by side: `loss_curves(loss)` and `metric_vs_steps(metric)`, one colour per run
+    (`colors`, default `run_colors(loss, metric)`)."""
+    colors = colors or run_colors(loss, metric)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(2 * PANEL_INCHES[0], PANEL_INCHES[1]), layout="constrained")
+        left, right = fig.subplots(1, 2)
+    loss_curves(loss, ax=left, smooth=smooth, labels=labels, colors=colors)
+    metric_vs_steps(metric, ax=right, ylabel=metric_label, reference=reference, labels=labels, colors=colors)
+    if title:
+        fig.suptitle(title)
+    if stamp is not None:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Optimizer memory (CAME-8bit notebook)
+
+OPTIMIZER_COLORS = {"adamw": "#1f77b4", "adamw8bit": "#aec7e8", "came": "#d62728", "came8bit": "#ff9896"}
+
+
+def optimizer_memory_bars(rows: Sequence[dict], ax: Axes | None = None, title: str | None = None,
+                          stamp: dict | None = None) -> Figure:
+    """Optimizer-state bytes per parameter, grouped by model, one bar per optimizer, each labelled
+    with its ratio to AdamW (fp32).
+
+    Args:
+        rows: dicts with `model`, `optimizer`, `bytes_per_param`, `vs_adamw` (as `lab bench optim` writes).
+    """
+    if not rows:
+        raise ValueError("optimizer_memory_bars got no rows; expected lab bench optim's memory rows")
+    own_figure = ax is None
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    optimizers = list(dict.fromkeys(r["optimizer"] for r in rows))
+    fig, ax = _axes_or_new(ax, (1.6 * PANEL_INCHES[0], PANEL_INCHES[1]))
+    width = 0.8 / len(optimizers)
+    with matplotlib.rc_context(STYLE):
+        for j, opt in enumerate(optimizers):
+            for i, model in enumerate(models):
+                r = next((r for r in rows if r["model"] == model and r["optimizer"] == opt), None)
+                if r is None:
+                    continue
+                x = i + (j - (len(optimizers) - 1) / 2) * width
+                ax.bar(x, r["bytes_per_param"], width, color=OPTIMIZER_COLORS.get(opt, f"C{j}"),
+                       label=opt if i == 0 else None)
+                ax.annotate(f"{r['vs_adamw']:.3f}x", (x, r["bytes_per_param"]), xytext=(0, 2),
+                            textcoords="offset points", ha="center", fontsize="x-small")
+        ax.set_xticks(range(len(models)), models)
+        ax.set_ylabel("optimizer state (bytes / parameter)")
+        ax.legend(ncols=len(optimizers))
+        if title:
+            ax.set_title(title)
+    if stamp is not None and own_figure:
+        stamp_figure(fig, stamp)
+    return fig

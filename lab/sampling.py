@@ -41,7 +41,7 @@ def _check_prompts(pipe, prompts: Sequence[str]) -> None:
         warnings.warn(f"words unknown to the tokenizer (read as [UNK]): {unknown}", stacklevel=3)
 
 
-def _human_instruction(pipe):
+def human_instruction(pipe):
     """SANA's 'complex human instruction' prefix when the tokenizer can read it (real Gemma
     tokenizers), None for lab tokenizers whose vocabulary is the world's words."""
     from diffusers import SanaPipeline
@@ -81,7 +81,7 @@ def generate(
     resolution = resolution or native
     if resolution != native:
         raise ValueError(f"resolution {resolution} is not the one this model was built for ({native}x{native})")
-    instruction = _human_instruction(pipe)
+    instruction = human_instruction(pipe)
     out = []
     bar = tqdm(total=len(prompts), desc="generate", disable=not progress, unit="img")
     for i in range(0, len(prompts), sampler.batch_size):

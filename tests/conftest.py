@@ -3,6 +3,9 @@
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests run two at a time (pytest -n 2) on two cores; subprocesses and notebook kernels inherit
+# this. Oversubscribed OpenMP threads spin against each other and run many times slower.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
@@ -13,7 +16,7 @@ TINY_VAE = dict(block_out_channels=(8, 8, 16, 16), encoder_layers_per_block=(1, 
 
 
 def pytest_configure(config):
-    torch.set_num_threads(1)  # tests run two at a time (pytest -n 2) on two cores
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -125,7 +125,7 @@ def _sana_shaped_pipeline(path):
         build_vae,
     )
 
-    vae = build_vae(VAESize((4, 4, 8, 8, 8, 8), (1,) * 6, (1,) * 6, latent_channels=32), scaling_factor=0.41407)
+    vae = build_vae(VAESize((4, 4, 8, 8, 16, 32), (1,) * 6, (1,) * 6, latent_channels=32), scaling_factor=0.41407)
     tok = build_tokenizer()
     te = build_text_encoder(tok, TextEncoderSize.for_hidden(24))
     size = TransformerSize(2, 2, 8, 2, 8, 24, in_channels=32, sample_size=4)

@@ -1,0 +1,372 @@
+"""The pruning experiment (SANA 1.5 Fig. 7 and its pruning table), run by notebooks/pruning.ipynb.
+
+    cfg = PruningExperimentConfig()                       # or QUICK
+    metrics = run_pruning_experiment("checkpoints/L", "runs/pruning", cfg)
+
+From a trained deep model (L) it measures block importance on calibration prompts, prunes to
+several depths (fractions of its blocks) by importance and by three naive rules (drop the last
+blocks, keep evenly spaced ones, keep random ones), scores GenEval-mini before and after a short
+recovery fine-tune (`configs/prune_finetune.yaml`, 100 steps), and trains a model of the
+smallest depth from scratch (the source's frozen text encoder and VAE, a fresh transformer) for
+the same total compute. The paper's claims, checked by `summarize`:
+
+1. importance pruning beats naive pruning at every depth;
+2. pruned + fine-tuned comes within 0.03 of the unpruned model at a moderate depth (3/4);
+3. a pruned + fine-tuned model beats a same-size model trained from scratch.
+
+Variants that keep the same blocks (e.g. "last" and "uniform" at depth 1) are the same model,
+so they are pruned, fine-tuned and scored once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from lab.config import config_dict, load_config
+from lab.experiments.growth import eval_prompt_set, fresh_pipeline_dir, quick_source
+from lab.model import load_pipeline, quiet_hub_logging
+from lab.pruning import METHODS, ImportanceTable, block_importance, num_blocks, save_pruned, select_blocks
+from lab.sampling import SamplerConfig
+
+ROOT = Path(__file__).resolve().parent.parent.parent  # the repository: config paths are relative to it
+NAIVE_METHODS = tuple(m for m in METHODS if m != "importance")
+WITHIN_TARGET = 0.03  # claim 2: pruned + fine-tune within this of the unpruned model's GenEval-mini
+MODERATE_FRACTION = 3 / 4  # claim 2 is checked at the depth closest to this fraction of the blocks
+
+
+@dataclass(frozen=True)
+class PruningExperimentConfig:
+    """One run of the experiment. The defaults are the full run; `QUICK` is the smoke test."""
+
+    fractions: tuple[float, ...] = (3 / 4, 1 / 2, 1 / 3)  # pruned depths, as fractions of the source's blocks
+    methods: tuple[str, ...] = METHODS  # lab.pruning.METHODS
+    calibration_prompts: str = "quick"  # prompt set for block importance
+    calibration_limit: int = 0  # 0 = the whole set; else this many evenly spaced prompts
+    timesteps: int = 20  # sampling steps the importance is measured at
+    branches: str = "both"  # CFG rows averaged (lab.pruning.BRANCHES)
+    eval_prompts: str = "full"  # GenEval-mini prompt set
+    eval_prompt_limit: int = 0
+    images_per_prompt: int = 4
+    sample_steps: int = 20
+    guidance_scale: float = 4.5
+    sample_batch_size: int = 64
+    finetune_config: str = "configs/prune_finetune.yaml"  # lab.train.TrainConfig fields of the recovery
+    finetune_steps: int = 100
+    finetune_batch_size: int = 0  # 0 = the fine-tune config's
+    scratch_config: str = "configs/S.yaml"  # TrainConfig of the from-scratch model (init_from is set here)
+    scratch_steps: int = 0  # 0 = compute-matched (see compute_matched_steps); < 0 = no from-scratch model
+    scratch_batch_size: int = 0  # 0 = the scratch config's
+    source_train_images: int = 0  # images the source was trained on, in its own depth (0 = read train_config.yaml)
+    seed: int = 0
+
+    def __post_init__(self):
+        bad = [m for m in self.methods if m not in METHODS]
+        if bad:
+            raise ValueError(f"unknown pruning methods {bad}; expected some of {list(METHODS)}")
+        if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
+            raise ValueError(f"fractions {self.fractions} must lie strictly between 0 and 1")
+
+    @property
+    def sampler(self) -> SamplerConfig:
+        return SamplerConfig(self.sample_steps, self.guidance_scale, self.sample_batch_size)
+
+
+QUICK = PruningExperimentConfig(calibration_limit=4, timesteps=4, eval_prompts="quick", eval_prompt_limit=12,
+                                images_per_prompt=1, sample_steps=4, finetune_steps=2, finetune_batch_size=4,
+                                scratch_steps=2, scratch_batch_size=4)
+
+
+def mode_config(mode: str, **overrides) -> PruningExperimentConfig:
+    """QUICK or the full defaults, with `overrides` (None values ignored)."""
+    if mode not in ("quick", "full"):
+        raise ValueError(f"unknown mode {mode!r}; expected 'quick' or 'full'")
+    base = QUICK if mode == "quick" else PruningExperimentConfig()
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def source_model(model: str | Path, mode: str, work_dir: str | Path) -> Path:
+    """The pipeline directory to prune (`model`, relative to the repository unless found from here);
+    in quick mode, when it does not exist, an untrained tiny stand-in
+    (`lab.experiments.growth.quick_source`) written under `work_dir`."""
+    model = repo_path(model)
+    if (model / "model_index.json").is_file():
+        return model
+    if mode != "quick":
+        raise ValueError(f"{model} is not a pipeline directory; the full run needs a trained model (e.g. checkpoints/L)")
+    return quick_source(Path(work_dir))
+
+
+def source_label(model: str | Path, source: str | Path) -> str:
+    """How figures name the model: `model` itself, or the quick stand-in used in its place."""
+    return str(model) if repo_path(model) == Path(source) else f"untrained tiny stand-in (no {model})"
+
+
+def repo_path(path: str | Path) -> Path:
+    """`path` as given when absolute or present from here, else relative to the repository root."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else ROOT / path
+
+
+def target_depths(num: int, fractions) -> list[int]:
+    """Pruned depths (descending, distinct, each in 1..num-1) for `fractions` of `num` blocks."""
+    if num < 2:
+        raise ValueError(f"a model of {num} block(s) cannot be pruned; expected at least 2")
+    return sorted({min(num - 1, max(1, round(num * f))) for f in fractions}, reverse=True)
+
+
+@dataclass(frozen=True)
+class ImportanceStudyConfig:
+    """The block-importance notebook's analysis (Fig. 6). The defaults are the full run."""
+
+    prompts: str = "quick"  # calibration prompt set
+    prompt_limit: int = 0  # 0 = the whole set; else this many evenly spaced prompts
+    timesteps: int = 20  # sampling steps measured
+    branches: str = "both"  # CFG rows averaged (lab.pruning.BRANCHES)
+    guidance_scale: float = 4.5
+    batch_size: int = 64  # prompts per forward pass
+    seed: int = 0
+    explorer_prompts: int = 12  # prompts offered in the explorer's menu
+    edge_fraction: float = 0.15  # head and tail = this fraction of the blocks each
+
+
+QUICK_STUDY = ImportanceStudyConfig(prompt_limit=4, timesteps=4, explorer_prompts=3)
+
+
+def study_config(mode: str, **overrides) -> ImportanceStudyConfig:
+    """QUICK_STUDY or the full defaults, with `overrides` (None values ignored)."""
+    if mode not in ("quick", "full"):
+        raise ValueError(f"unknown mode {mode!r}; expected 'quick' or 'full'")
+    base = QUICK_STUDY if mode == "quick" else ImportanceStudyConfig()
+    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def run_importance_study(pipe, cfg: ImportanceStudyConfig, source: str = "") -> tuple[ImportanceTable, dict]:
+    """Block importance of `pipe` on the calibration prompts. Returns (table, metrics) with metrics
+    {"config", "importance", "edge_vs_middle", "seconds"}."""
+    from lab.pruning import edge_vs_middle
+
+    prompts = eval_prompt_set(cfg.prompts, cfg.prompt_limit)
+    start = time.perf_counter()
+    table = block_importance(pipe, prompts, cfg.timesteps, cfg.guidance_scale, cfg.branches, cfg.seed,
+                             cfg.batch_size, source=source)
+    seconds = time.perf_counter() - start
+    return table, {"config": config_dict(cfg), "importance": table.to_json(),
+                   "edge_vs_middle": edge_vs_middle(table, cfg.edge_fraction), "seconds": seconds}
+
+
+def explorer_prompts(cfg: ImportanceStudyConfig) -> list[str]:
+    """Prompts for the explorer's menu: evenly spaced over the calibration set (every task)."""
+    return [p.text for p in eval_prompt_set(cfg.prompts, cfg.explorer_prompts)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Stages
+
+
+def measure_importance(source: str | Path, cfg: PruningExperimentConfig) -> ImportanceTable:
+    """Block importance of the source on the calibration prompts."""
+    prompts = eval_prompt_set(cfg.calibration_prompts, cfg.calibration_limit)
+    return block_importance(load_pipeline(source), prompts, cfg.timesteps, cfg.guidance_scale, cfg.branches,
+                            cfg.seed, cfg.sample_batch_size, source=str(source))
+
+
+def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig) -> dict:
+    """{"overall", "task_accuracy"} of GenEval-mini on the configured prompt set."""
+    from lab.evaluation import evaluate_pipeline
+
+    prompts = eval_prompt_set(cfg.eval_prompts, cfg.eval_prompt_limit)
+    report, _ = evaluate_pipeline(load_pipeline(pipe_dir), prompts, cfg.images_per_prompt, cfg.sampler, cfg.seed,
+                                  progress=False)
+    return {"overall": report.overall, "task_accuracy": report.task_accuracy}
+
+
+def finetune_config(cfg: PruningExperimentConfig, init_from: str | Path):
+    """The recovery fine-tune's TrainConfig: the YAML, starting from `init_from`."""
+    from lab.train import TrainConfig
+
+    batch = cfg.finetune_batch_size or None
+    return load_config(TrainConfig, repo_path(cfg.finetune_config), init_from=str(init_from), steps=cfg.finetune_steps,
+                       batch_size=batch, seed=cfg.seed)
+
+
+def plan_variants(num: int, table: ImportanceTable, cfg: PruningExperimentConfig) -> list[dict]:
+    """One dict per (depth, method): {"method", "depth", "kept"}, deepest first."""
+    return [{"method": m, "depth": d, "kept": select_blocks(num, d, m, table, cfg.seed)}
+            for d in target_depths(num, cfg.fractions) for m in cfg.methods]
+
+
+def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Path, cfg: PruningExperimentConfig,
+                 progress: bool = False) -> list[dict]:
+    """Prunes, scores, fine-tunes and scores again every variant of `plan_variants`.
+
+    Writes `work_dir/keep-<blocks>/pruned` (the pruned pipeline) and `.../finetune` (the trainer's
+    run) once per distinct set of kept blocks. Returns the plan's dicts with "before", "after"
+    (overall scores), "task_accuracy_before", "task_accuracy_after", "finetune_seconds", "pipeline".
+    """
+    from lab.train import train
+
+    pipe = load_pipeline(source)
+    done: dict[tuple[int, ...], dict] = {}
+    rows = []
+    for v in plan_variants(num_blocks(pipe.transformer), table, cfg):
+        key = tuple(v["kept"])
+        if key not in done:
+            run = Path(work_dir) / ("keep-" + "-".join(map(str, key)))
+            pruned = save_pruned(pipe, key, run / "pruned", {"source": str(source), "by": v["method"]})
+            before = geneval_score(pruned, cfg)
+            start = time.perf_counter()
+            tuned = train(finetune_config(cfg, pruned), run / "finetune", resume=False, progress=progress)
+            seconds = time.perf_counter() - start
+            after = geneval_score(tuned, cfg)
+            done[key] = {"before": before["overall"], "after": after["overall"],
+                         "task_accuracy_before": before["task_accuracy"], "task_accuracy_after": after["task_accuracy"],
+                         "finetune_seconds": seconds, "pipeline": str(tuned)}
+        rows.append({**v, **done[key]})
+    return rows
+
+
+def trained_images(pipe_dir: str | Path) -> int | None:
+    """Images the model in `pipe_dir` was trained on, from its `train_config.yaml` (steps x batch),
+    or None when it has none. Counts only its own run, not the run it was grown from."""
+    import yaml
+
+    path = Path(pipe_dir, "train_config.yaml")
+    if not path.is_file():
+        return None
+    c = yaml.safe_load(path.read_text()) or {}
+    return int(c["steps"]) * int(c["batch_size"]) if "steps" in c and "batch_size" in c else None
+
+
+def compute_matched_steps(source_depth: int, source_images: int, depth: int, finetune_images: int,
+                          batch_size: int) -> int:
+    """Training steps at `batch_size` for a from-scratch model of `depth` blocks that cost as much
+    as training the source plus the fine-tune. Cost is counted in block-images: the blocks dominate
+    the FLOPs, and a block costs the same in every model of one width."""
+    if min(source_depth, depth, batch_size) < 1 or min(source_images, finetune_images) < 0:
+        raise ValueError(f"depths {source_depth}, {depth} and batch {batch_size} must be >= 1, images >= 0")
+    return math.ceil((source_depth * source_images + depth * finetune_images) / (depth * batch_size))
+
+
+def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: PruningExperimentConfig,
+                progress: bool = False) -> dict | None:
+    """Trains a `depth`-block model from scratch (the source's frozen text encoder and VAE) for
+    `cfg.scratch_steps` steps, or the compute-matched number when that is 0; scores it.
+    Returns {"label", "depth", "steps", "score", "task_accuracy", "pipeline"}, or None when skipped
+    (scratch_steps < 0, or compute-matching without a known source training budget)."""
+    from lab.train import TrainConfig, train
+
+    if cfg.scratch_steps < 0:
+        return None
+    base = load_config(TrainConfig, repo_path(cfg.scratch_config), batch_size=cfg.scratch_batch_size or None)
+    steps = cfg.scratch_steps
+    if steps == 0:
+        images = cfg.source_train_images or trained_images(source)
+        if images is None:
+            return None
+        ft = finetune_config(cfg, source)
+        steps = compute_matched_steps(num_blocks(load_pipeline(source).transformer), images, depth,
+                                      ft.steps * ft.batch_size, base.batch_size)
+    run = Path(work_dir) / f"scratch-{depth}"
+    init = fresh_pipeline_dir(source, run / "init", depth, cfg.seed)
+    tuned = train(replace(base, init_from=str(init), steps=steps, seed=cfg.seed), run / "train", resume=False,
+                  progress=progress)
+    score = geneval_score(tuned, cfg)
+    return {"label": f"{depth} blocks from scratch ({steps} steps)", "depth": depth, "steps": steps,
+            "score": score["overall"], "task_accuracy": score["task_accuracy"], "pipeline": str(tuned)}
+
+
+def run_pruning_experiment(source: str | Path, work_dir: str | Path, cfg: PruningExperimentConfig = PruningExperimentConfig(),
+                           table: ImportanceTable | None = None, progress: bool = False) -> dict:
+    """All stages: importance (unless `table` is given), unpruned score, variants, from scratch.
+
+    Returns {"config", "source": {"path", "num_layers", "geneval", "task_accuracy"}, "importance",
+    "variants": [...], "scratch": [...], "summary"}; write it with `lab.provenance.write_json`.
+    """
+    quiet_hub_logging()
+    table = table if table is not None else measure_importance(source, cfg)
+    base = geneval_score(source, cfg)
+    variants = run_variants(source, table, work_dir, cfg, progress)
+    scratch = run_scratch(source, scratch_depth(source, cfg), work_dir, cfg, progress)
+    return assemble_metrics(cfg, source, base, table, variants, scratch)
+
+
+def scratch_depth(source: str | Path, cfg: PruningExperimentConfig) -> int:
+    """The depth of the from-scratch comparison: the smallest pruned depth (S's, for L at 1/3)."""
+    return min(target_depths(num_blocks(load_pipeline(source).transformer), cfg.fractions))
+
+
+def assemble_metrics(cfg: PruningExperimentConfig, source: str | Path, base: dict, table: ImportanceTable,
+                     variants: list[dict], scratch: dict | None) -> dict:
+    """The experiment's metrics dict (see `run_pruning_experiment`), with its summary."""
+    metrics = {"config": config_dict(cfg),
+               "source": {"path": str(source), "num_layers": table.num_blocks, "geneval": base["overall"],
+                          "task_accuracy": base["task_accuracy"]},
+               "importance": table.to_json(), "variants": variants, "scratch": [scratch] if scratch else []}
+    metrics["summary"] = summarize(metrics)
+    return metrics
+
+
+# ----------------------------------------------------------------------------------------------
+# Analysis (no side effects)
+
+
+def summarize(metrics: dict) -> dict:
+    """The paper's three claims against the measured scores.
+
+    Returns {"importance_vs_naive": {depth: {"importance", "best_naive", "margin"}}, "importance_beats_naive",
+    "moderate_depth", "gap_to_unpruned", "gap_target", "within_target", "scratch": {depth: {"pruned",
+    "scratch", "margin"}}, "beats_scratch"}; a claim
+    whose numbers are missing is None. Scores are after the fine-tune (before it when absent).
+    """
+    rows, unpruned = metrics["variants"], metrics["source"]["geneval"]
+
+    def score(r):
+        return r["after"] if r.get("after") is not None else r["before"]
+
+    depths = sorted({r["depth"] for r in rows}, reverse=True)
+    vs = {}
+    for d in depths:
+        imp = [score(r) for r in rows if r["depth"] == d and r["method"] == "importance"]
+        naive = [score(r) for r in rows if r["depth"] == d and r["method"] in NAIVE_METHODS]
+        if imp and naive:
+            vs[d] = {"importance": imp[0], "best_naive": max(naive), "margin": imp[0] - max(naive)}
+    out: dict = {"gap_target": WITHIN_TARGET, "importance_vs_naive": vs,
+                 "importance_beats_naive": None}
+    if vs:  # at least as good everywhere, better somewhere (where it keeps a naive rule's blocks, it ties)
+        margins = [v["margin"] for v in vs.values()]
+        out["importance_beats_naive"] = min(margins) >= 0 and max(margins) > 0
+    n = metrics["source"]["num_layers"]
+    imp_rows = {r["depth"]: r for r in rows if r["method"] == "importance"}
+    if imp_rows:
+        moderate = min(imp_rows, key=lambda d: (abs(d / n - MODERATE_FRACTION), -d))
+        gap = unpruned - score(imp_rows[moderate])
+        out.update(moderate_depth=moderate, gap_to_unpruned=gap, within_target=gap <= WITHIN_TARGET)
+    else:
+        out.update(moderate_depth=None, gap_to_unpruned=None, within_target=None)
+    out["scratch"], out["beats_scratch"] = {}, None
+    for s in metrics.get("scratch", []):
+        if s["depth"] in imp_rows:
+            pruned = score(imp_rows[s["depth"]])
+            out["scratch"][s["depth"]] = {"pruned": pruned, "scratch": s["score"], "margin": pruned - s["score"]}
+    if out["scratch"]:
+        out["beats_scratch"] = all(v["margin"] > 0 for v in out["scratch"].values())
+    return out
+
+
+def summary_table(metrics: dict) -> str:
+    """Markdown: one row per (depth, method) with GenEval-mini before and after the fine-tune."""
+    unpruned = metrics["source"]["geneval"]
+    lines = ["| depth | method | kept blocks | pruned | + fine-tune | vs unpruned |", "|---:|---|---|---:|---:|---:|",
+             f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | – |"]
+    for r in metrics["variants"]:
+        after = "–" if r.get("after") is None else f"{r['after']:.3f}"
+        gap = "–" if r.get("after") is None else f"{r['after'] - unpruned:+.3f}"
+        kept = ",".join(map(str, r["kept"]))
+        lines.append(f"| {r['depth']} | {r['method']} | {kept} | {r['before']:.3f} | {after} | {gap} |")
+    for s in metrics.get("scratch", []):
+        lines.append(f"| {s['depth']} | from scratch ({s['steps']} steps) | – | – | {s['score']:.3f} | "
+                     f"{s['score'] - unpruned:+.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,252 @@
+"""Depth growth: identity at start, gradients at once, config in step with blocks, clear errors;
+the `lab grow` command; the growth experiment's bookkeeping and its figures."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from lab import cli, plots
+from lab.experiments import growth as experiment
+from lab.growth import GROWTH_FILE, default_keep, grow_depth, growth_plan
+from lab.model import build_transformer
+from lab.train import flow_matching_loss
+
+
+def random_inputs(transformer, batch=3, tokens=5, seed=0):
+    """Random latents, text, mask and timesteps over the whole [0, 1000) range."""
+    c = transformer.config
+    g = torch.Generator().manual_seed(seed)
+    latents = torch.randn(batch, c.in_channels, c.sample_size, c.sample_size, generator=g)
+    text = torch.randn(batch, tokens, c.caption_channels, generator=g)
+    mask = torch.ones(batch, tokens)
+    mask[0, -2:] = 0  # padded prompt tokens, as the pipeline sends them
+    timesteps = torch.rand(batch, generator=g) * 1000
+    return latents, text, mask, timesteps
+
+
+@torch.no_grad()
+def output(transformer, inputs):
+    latents, text, mask, t = inputs
+    return transformer(latents, encoder_hidden_states=text, encoder_attention_mask=mask, timestep=t).sample
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    return build_transformer("tiny")
+
+
+@pytest.mark.parametrize("strategy, zero_init_copies", [
+    ("partial_preservation", False), ("cyclic", True), ("block_replication", True)])
+def test_growing_with_every_block_kept_leaves_the_output_unchanged(tiny, strategy, zero_init_copies):
+    grown = grow_depth(tiny, 7, strategy, keep=tiny.config.num_layers, zero_init_copies=zero_init_copies)
+    for seed in range(3):
+        inputs = random_inputs(tiny, seed=seed)
+        assert (output(grown, inputs) - output(tiny, inputs)).abs().max() <= 1e-5
+
+
+def test_identity_growth_holds_without_qk_norm_too():
+    from diffusers import SanaTransformer2DModel
+
+    torch.manual_seed(0)
+    plain = SanaTransformer2DModel.from_config({**build_transformer("tiny").config, "qk_norm": None})
+    grown = grow_depth(plain, 4, keep=2)
+    inputs = random_inputs(plain)
+    assert (output(grown, inputs) - output(plain, inputs)).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize("strategy", ["partial_preservation", "cyclic", "block_replication"])
+def test_grown_config_matches_its_blocks(tiny, strategy):
+    grown = grow_depth(tiny, 5, strategy)
+    assert grown.config.num_layers == len(grown.transformer_blocks) == 5
+    assert tiny.config.num_layers == len(tiny.transformer_blocks) == 2  # the source is untouched
+
+
+def test_growth_plan_lays_out_blocks_as_each_strategy_says():
+    assert growth_plan(4, 7, "partial_preservation") == [0, 1, None, None, None, None, None]
+    assert growth_plan(4, 7, "partial_preservation", keep=4) == [0, 1, 2, 3, None, None, None]
+    assert growth_plan(3, 7, "cyclic") == [0, 1, 2, 0, 1, 2, 0]
+    assert growth_plan(3, 7, "block_replication") == [0, 0, 0, 1, 1, 2, 2]
+    assert growth_plan(20, 60, "partial_preservation").count(None) == 42  # the paper: keep 18, add 42
+
+
+def test_new_blocks_start_with_zero_output_projections_and_unit_qk_norms(tiny):
+    grown = grow_depth(tiny, 4, keep=2)
+    for block in grown.transformer_blocks[2:]:
+        for layer in (block.attn1.to_out[0], block.attn2.to_out[0], block.ff.conv_point):
+            assert not layer.weight.any() and (layer.bias is None or not layer.bias.any())
+        for norm in (block.attn1.norm_q, block.attn1.norm_k, block.attn2.norm_q, block.attn2.norm_k):
+            assert torch.equal(norm.weight, torch.ones_like(norm.weight))
+        assert block.attn1.to_q.weight.abs().max() > 0  # the rest is small random, not zero
+
+
+def test_first_backward_step_gives_every_new_block_nonzero_gradients(tiny):
+    grown = grow_depth(tiny, 6)
+    latents, text, mask, _ = random_inputs(tiny)
+    loss = flow_matching_loss(grown, latents, text, mask, torch.Generator().manual_seed(0))
+    loss.backward()
+    kept = default_keep(tiny.config.num_layers, "partial_preservation")
+    for i, block in enumerate(grown.transformer_blocks[kept:], kept):
+        for name, layer in (("attn1", block.attn1.to_out[0]), ("attn2", block.attn2.to_out[0]),
+                            ("ff", block.ff.conv_point)):
+            assert layer.weight.grad is not None and layer.weight.grad.abs().max() > 0, f"block {i} {name}"
+
+
+def test_save_load_round_trip_gives_identical_outputs(tiny, tmp_path):
+    from diffusers import SanaTransformer2DModel
+
+    grown = grow_depth(tiny, 6, "partial_preservation")
+    grown.save_pretrained(tmp_path / "grown")
+    loaded = SanaTransformer2DModel.from_pretrained(tmp_path / "grown")
+    assert loaded.config.num_layers == len(loaded.transformer_blocks) == 6
+    inputs = random_inputs(tiny)
+    assert torch.equal(output(loaded, inputs), output(grown, inputs))
+
+
+def test_growing_sana_1_6b_to_60_blocks_gives_the_4_8b_parameter_count():
+    source = build_transformer("sana-1.6b", device="meta")
+    grown = grow_depth(source, 60, "partial_preservation")
+    target = build_transformer("sana-4.8b", device="meta")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert grown.config.num_layers == 60
+    assert count(grown) == count(target)
+
+
+def test_grown_model_shares_no_parameters_with_its_source(tiny):
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    grown = grow_depth(tiny, 4, "cyclic")
+    with torch.no_grad():
+        for p in grown.parameters():
+            p.add_(1.0)
+    assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
+
+
+@pytest.mark.parametrize("kwargs, error, words", [
+    ({"num_layers": 2}, ValueError, ["num_layers=2", "2 blocks"]),
+    ({"num_layers": 1}, ValueError, ["num_layers=1"]),
+    ({"num_layers": 6, "keep": 0}, ValueError, ["keep=0", "1 to 2"]),
+    ({"num_layers": 6, "keep": 3}, ValueError, ["keep=3", "1 to 2"]),
+    ({"num_layers": 6, "strategy": "stacking"}, ValueError, ["'stacking'", "partial_preservation", "cyclic"]),
+])
+def test_bad_growth_arguments_raise_errors_naming_the_value_and_the_accepted_ones(tiny, kwargs, error, words):
+    with pytest.raises(error) as info:
+        grow_depth(tiny, **kwargs)
+    assert all(w in str(info.value) for w in words), str(info.value)
+
+
+def test_growing_something_that_is_not_a_sana_transformer_raises_a_type_error(tiny_pipeline):
+    with pytest.raises(TypeError, match="SanaTransformer2DModel, got SanaPipeline.*pipe.transformer"):
+        grow_depth(tiny_pipeline, 6)
+    with pytest.raises(TypeError, match="got Linear"):
+        grow_depth(torch.nn.Linear(2, 2), 6)
+
+
+def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_dir, tmp_path, capsys):
+    from diffusers import SanaPipeline
+
+    out = tmp_path / "grown"
+    cli.main(["grow", "--model", str(tiny_pipeline_dir), "--num-layers", "6", "--strategy", "partial_preservation",
+              "--keep", "2", "--out", str(out)])
+    assert str(out) in capsys.readouterr().out
+    pipe = SanaPipeline.from_pretrained(out)
+    assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 6
+    record = json.loads((out / GROWTH_FILE).read_text())
+    assert record["plan"] == [0, 1, None, None, None, None] and record["source"] == str(tiny_pipeline_dir)
+    with pytest.raises(SystemExit, match="unknown growth strategy 'deep'"):
+        cli.main(["grow", "--model", str(tiny_pipeline_dir), "--num-layers", "6", "--strategy", "deep",
+                  "--out", str(tmp_path / "bad")])
+    assert not (tmp_path / "bad").exists()
+
+
+# ----------------------------------------------------------------------------------------------
+# The experiment
+
+
+def test_training_in_evaluation_segments_gives_the_weights_of_one_run(tiny_pipeline_dir, tmp_path):
+    from lab.model import load_pipeline
+    from lab.train import train
+
+    cfg = experiment.GrowthExperimentConfig(steps=3, eval_every=1, batch_size=2, warmup_steps=1)
+    for step in (1, 2, 3):
+        segmented = train(experiment.train_config(cfg, tiny_pipeline_dir, step), tmp_path / "seg", progress=False)
+    straight = train(experiment.train_config(cfg, tiny_pipeline_dir, 3), tmp_path / "one", progress=False)
+    a = load_pipeline(segmented).transformer.state_dict()
+    b = load_pipeline(straight).transformer.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_growth_experiment_records_loss_and_geneval_for_every_arm(tmp_path):
+    source = experiment.quick_source(tmp_path)
+    cfg = experiment.GrowthExperimentConfig(arms=("grown", "scratch"), steps=2, eval_every=1, batch_size=2,
+                                            warmup_steps=1, eval_prompt_limit=6, sample_steps=2, loss_window=1)
+    metrics = experiment.run_growth_experiment(source, tmp_path / "runs", cfg)
+    assert set(metrics["runs"]) == {"grown", "scratch"}
+    for run in metrics["runs"].values():
+        assert run["num_layers"] == 3 * experiment.QUICK_SOURCE_LAYERS
+        assert [s for s, _ in run["loss"]] == [1, 2] and [s for s, _ in run["geneval"]] == [0, 1, 2]
+        assert all(0 <= v <= 1 for _, v in run["geneval"])
+    grown, scratch = metrics["runs"]["grown"], metrics["runs"]["scratch"]
+    assert grown["keep"] == experiment.QUICK_SOURCE_LAYERS - 2 and scratch["keep"] is None
+    assert grown["params"] == scratch["params"]
+    assert "steps_to_scratch_final_loss" in metrics["summary"]["arms"]["grown"]
+    assert "| from scratch |" in experiment.summary_table(metrics)
+
+
+def test_steps_to_reach_finds_the_first_step_whose_smoothed_loss_is_low_enough():
+    curve = [[1, 4.0], [2, 2.0], [3, 1.0], [4, 1.0]]
+    assert experiment.steps_to_reach(curve, 2.0, window=1) == 2
+    assert experiment.steps_to_reach(curve, 2.0, window=2) == 3  # (2 + 1) / 2 <= 2 first at step 3
+    assert experiment.steps_to_reach(curve, 0.5, window=1) is None
+    assert np.allclose(experiment.moving_average([1, 3, 5], 2), [1, 2, 4])
+
+
+def test_summary_checks_the_papers_loss_target_against_from_scratch():
+    steps = range(1, 11)
+    metrics = {"source": {"geneval": 0.3}, "runs": {
+        "scratch": {"loss": [[s, 1.0 / s] for s in steps], "geneval": [[0, 0.0], [10, 0.2]]},
+        "grown": {"loss": [[s, 0.1 if s >= 3 else 1.0] for s in steps], "geneval": [[0, 0.3], [10, 0.4]]},
+    }}
+    summary = experiment.summarize(metrics, window=1)
+    assert summary["arms"]["grown"]["steps_to_scratch_final_loss"] == 3
+    assert summary["arms"]["grown"]["fraction_of_steps"] == pytest.approx(0.3)
+    assert summary["loss_target_met"] and summary["geneval_target_met"]
+    metrics["runs"]["grown"]["loss"] = [[s, 0.5] for s in steps]  # never reaches scratch's 0.1
+    summarize_never = experiment.summarize(metrics, window=1)
+    assert summarize_never["arms"]["grown"]["steps_to_scratch_final_loss"] is None
+    assert summarize_never["loss_target_met"] is False
+
+
+def test_full_mode_without_a_trained_source_says_how_to_make_one(tmp_path):
+    with pytest.raises(FileNotFoundError, match="lab train --config configs/S.yaml"):
+        experiment.resolve_source(tmp_path / "S", "full")
+    with pytest.raises(ValueError, match="mode='fast'.*'quick', 'full'"):
+        experiment.resolve_source(tmp_path / "S", "fast")
+
+
+def test_unknown_experiment_arms_are_rejected_with_the_accepted_names():
+    with pytest.raises(ValueError, match="unknown arms \\['wide'\\].*'grown'"):
+        experiment.GrowthExperimentConfig(arms=("grown", "wide"))
+
+
+def test_training_curves_draw_one_loss_and_one_score_line_per_run_in_matching_colours(tmp_path):
+    loss = {"grown": [(s, 1.0 / s) for s in range(1, 20)], "scratch": [(s, 2.0 / s) for s in range(1, 20)]}
+    score = {"grown": [(0, 0.3), (10, 0.4), (19, 0.5)], "scratch": [(0, 0.0), (10, 0.1), (19, 0.2)]}
+    fig = plots.training_curves(loss, score, reference={"S": 0.3}, labels={"grown": "grown L"},
+                                stamp={"mode": "quick", "commit": "abc1234"})
+    fig.savefig(tmp_path / "curves.png")
+    left, right = fig.axes
+    assert [t.get_text() for t in left.get_legend().get_texts()] == ["grown L", "scratch"]
+    smoothed = [ln for ln in left.get_lines() if ln.get_alpha() is None]
+    assert [ln.get_color() for ln in smoothed] == [ln.get_color() for ln in right.get_lines()[:2]]
+    assert any("commit=abc1234" in t.get_text() for t in fig.texts)
+
+
+def test_single_panel_curves_make_their_own_stamped_figure():
+    fig = plots.loss_curves({"grown": [(1, 1.0), (2, 0.5)]}, smooth=0, stamp={"commit": "abc1234"})
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 1  # smooth=0: raw line only
+    fig = plots.metric_vs_steps({"grown": [(0, 0.1), (2, 0.3)]}, reference={"S": 0.2}, stamp={"commit": "abc1234"})
+    assert any("commit=abc1234" in t.get_text() for t in fig.texts)
+    with pytest.raises(ValueError, match="smooth=1.5"):
+        plots.loss_curves({"grown": [(1, 1.0)]}, smooth=1.5)
