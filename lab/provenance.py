@@ -9,10 +9,12 @@ import subprocess
 import time
 from pathlib import Path
 
+REPO_ROOT = Path(__file__).resolve().parent.parent  # the lab's checkout: relative config/checkpoint paths start here
+
 
 def git_commit(short: bool = True) -> str:
     """The commit of the lab's checkout (with `+dirty` if it has uncommitted changes), or `unknown`."""
-    root = Path(__file__).resolve().parent.parent
+    root = REPO_ROOT
     try:
         args = ["git", "-C", str(root), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, timeout=5, check=True).stdout.strip()

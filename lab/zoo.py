@@ -12,8 +12,9 @@ import shutil
 from pathlib import Path
 
 from lab.checkpoint import atomic_directory
+from lab.provenance import REPO_ROOT
 
-CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+CHECKPOINTS = REPO_ROOT / "checkpoints"
 
 
 def zoo_path(name: str) -> Path:

@@ -28,10 +28,10 @@ from pathlib import Path
 from lab.config import config_dict, load_config
 from lab.experiments.growth import eval_prompt_set, fresh_pipeline_dir, quick_source
 from lab.model import load_pipeline, quiet_hub_logging
+from lab.provenance import REPO_ROOT
 from lab.pruning import METHODS, ImportanceTable, block_importance, num_blocks, save_pruned, select_blocks
 from lab.sampling import SamplerConfig
 
-ROOT = Path(__file__).resolve().parent.parent.parent  # the repository: config paths are relative to it
 NAIVE_METHODS = tuple(m for m in METHODS if m != "importance")
 WITHIN_TARGET = 0.03  # claim 2: pruned + fine-tune within this of the unpruned model's GenEval-mini
 MODERATE_FRACTION = 3 / 4  # claim 2 is checked at the depth closest to this fraction of the blocks
@@ -107,7 +107,7 @@ def source_label(model: str | Path, source: str | Path) -> str:
 def repo_path(path: str | Path) -> Path:
     """`path` as given when absolute or present from here, else relative to the repository root."""
     path = Path(path)
-    return path if path.is_absolute() or path.exists() else ROOT / path
+    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
 
 
 def target_depths(num: int, fractions) -> list[int]:
