@@ -175,6 +175,9 @@ class CAME(torch.optim.Optimizer):
             factoring=factoring,
             **self._extra_defaults(),
         )
+        # torch adds its own keys to `defaults` on load (e.g. "differentiable"): check saved groups
+        # against this optimizer's hyper-parameters only
+        self._hyperparameters = tuple(defaults)
         super().__init__(params, defaults)
 
     def _extra_defaults(self) -> dict:
@@ -306,7 +309,7 @@ class CAME(torch.optim.Optimizer):
             )
         saved_groups = state_dict["param_groups"]
         for i, saved in enumerate(saved_groups):
-            missing = sorted(set(self.defaults) - set(saved))
+            missing = sorted(set(self._hyperparameters) - set(saved))
             if missing:
                 raise ValueError(f"saved param group {i} lacks {missing}; was it saved by {name}?")
             self._check_group(saved)

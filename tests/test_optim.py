@@ -197,6 +197,7 @@ def test_save_and_load_mid_training_gives_identical_next_steps(cls):
     resumed.load_state_dict(saved["model"])
     resumed_opt = cls(resumed.parameters(), lr=1.0)  # hyper-parameters come from the checkpoint
     resumed_opt.load_state_dict(saved["opt"])
+    resumed_opt.load_state_dict(resumed_opt.state_dict())  # accelerate's prepare() reloads once more
     train(model, opt, data[5:])
     train(resumed, resumed_opt, data[5:])
     assert all(torch.equal(p, q) for p, q in zip(model.parameters(), resumed.parameters()))
