@@ -63,29 +63,48 @@ def best_of_n(pipe, n: int, sampler: SamplerConfig, repeats: int) -> dict:
 
 @torch.no_grad()
 def attention_scaling(transformer, sides: list[int], repeats: int) -> dict:
+    """Median forward time of the whole transformer, and of the first block's self-attention alone,
+    per token count and attention kind. Sizes and kinds are interleaved within every repetition,
+    so drift on a noisy machine hits all of them alike."""
     from diffusers.models.attention_processor import SanaLinearAttnProcessor2_0
 
     c = transformer.config
     text = torch.randn(1, 16, c.caption_channels)
     mask = torch.ones(1, 16, dtype=torch.long)
-    out = {"linear": {}, "softmax": {}}
-    for side in sides:
-        x = torch.randn(1, c.in_channels, side, side)
-        t = torch.tensor([500.0])
-
-        def fwd(x=x, t=t):
-            transformer(x, encoder_hidden_states=text, encoder_attention_mask=mask, timestep=t, return_dict=False)
-
-        tokens = (side // c.patch_size) ** 2
-        for kind, proc in [("linear", SanaLinearAttnProcessor2_0), ("softmax", SoftmaxSelfAttention)]:
-            for block in transformer.transformer_blocks:
-                block.attn1.set_processor(proc())
-            out[kind][tokens] = _median_time(fwd, repeats)
+    kinds = {"linear": SanaLinearAttnProcessor2_0, "softmax": SoftmaxSelfAttention}
+    attn = transformer.transformer_blocks[0].attn1
+    inputs = {(side // c.patch_size) ** 2: torch.randn(1, c.in_channels, side, side) for side in sides}
+    t = torch.tensor([500.0])
+    model_times = {k: {n: [] for n in inputs} for k in kinds}
+    attn_times = {k: {n: [] for n in inputs} for k in kinds}
+    for rep in range(repeats + 1):  # repetition 0 warms up
+        for tokens, x in inputs.items():
+            hidden = torch.randn(1, tokens, c.num_attention_heads * c.attention_head_dim)
+            for kind, proc in kinds.items():
+                for block in transformer.transformer_blocks:
+                    block.attn1.set_processor(proc())
+                start = time.perf_counter()
+                transformer(x, encoder_hidden_states=text, encoder_attention_mask=mask, timestep=t, return_dict=False)
+                middle = time.perf_counter()
+                attn(hidden)
+                end = time.perf_counter()
+                if rep:
+                    model_times[kind][tokens].append(middle - start)
+                    attn_times[kind][tokens].append(end - middle)
     for block in transformer.transformer_blocks:
         block.attn1.set_processor(SanaLinearAttnProcessor2_0())
-    toks = sorted(out["linear"])
-    ratios = {k: {f"t({b})/t({a})": v[b] / v[a] for a, b in zip(toks, toks[1:])} for k, v in out.items()}
-    return {"seconds": out, "ratios": ratios, "goal": "linear t(4096)/t(1024) <= 4.5"}
+
+    def summarize(times):
+        med = {k: {n: statistics.median(v) for n, v in d.items()} for k, d in times.items()}
+        toks = sorted(inputs)
+        ratios = {k: {f"t({b})/t({a})": v[b] / v[a] for a, b in zip(toks, toks[1:])} for k, v in med.items()}
+        return med, ratios
+
+    seconds, ratios = summarize(model_times)
+    attn_seconds, attn_ratios = summarize(attn_times)
+    return {"seconds": seconds, "ratios": ratios, "self_attention_seconds": attn_seconds,
+            "self_attention_ratios": attn_ratios, "repeats": repeats,
+            "goal": "linear t(4096)/t(1024) <= 4.5 (whole transformer forward)"}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -93,13 +112,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default="checkpoints/S", help="pipeline dir (an untrained S if absent: same speed)")
     ap.add_argument("--n", type=int, default=16)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3, help="best-of-N repetitions (each is 1 + N pipeline calls)")
+    ap.add_argument("--attention-repeats", type=int, default=10, help="forward passes timed per (size, attention)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 4 candidates, 4 steps")
     ap.add_argument("--out", default="reports/bench/sample.json")
     args = ap.parse_args(argv)
     sides = [16, 32, 64]
     if args.quick:
-        args.n, args.steps, args.repeats, sides = 4, 4, 1, [8, 16, 32]
+        args.n, args.steps, args.repeats, args.attention_repeats, sides = 4, 4, 1, 1, [8, 16, 32]
         pipe = build_pipeline("tiny")
     elif Path(args.model, "model_index.json").is_file():
         pipe = load_pipeline(args.model)
@@ -110,12 +130,13 @@ def main(argv: list[str] | None = None) -> dict:
     sampler = SamplerConfig(steps=args.steps)
     result = {"benchmark": "sample", "model": args.model if Path(args.model).exists() else "untrained",
               "best_of_n": best_of_n(pipe, args.n, sampler, args.repeats),
-              "attention_scaling": attention_scaling(pipe.transformer, sides, args.repeats)}
+              "attention_scaling": attention_scaling(pipe.transformer, sides, args.attention_repeats)}
     r = result["best_of_n"]
     print(f"best-of-{r['n']}: {r['per_image_s_batched'] * 1000:.0f} ms/image batched vs "
           f"{r['per_image_s_single'] * 1000:.0f} ms single -> ratio {r['ratio']:.2f}")
-    for kind, rs in result["attention_scaling"]["ratios"].items():
-        print(f"{kind:<8}" + "  ".join(f"{k} = {v:.2f}" for k, v in rs.items()))
+    for part in ("ratios", "self_attention_ratios"):
+        for kind, rs in result["attention_scaling"][part].items():
+            print(f"{part:<22}{kind:<8}" + "  ".join(f"{k} = {v:.2f}" for k, v in rs.items()))
     write_json(result, args.out)
     print(f"wrote {args.out}")
     return result
