@@ -412,6 +412,7 @@ def training_curves(loss: dict[str, Sequence[tuple[int, float]]], metric: dict[s
 # --------------------------------------------------------------------------------------------
 # Optimizer memory (CAME-8bit notebook)
 
+LEGEND_HEADROOM = 1.3  # y-axis top as a multiple of the tallest bar
 OPTIMIZER_COLORS = {"adamw": "#1f77b4", "adamw8bit": "#aec7e8", "came": "#d62728", "came8bit": "#ff9896"}
 
 
@@ -443,7 +444,8 @@ def optimizer_memory_bars(rows: Sequence[dict], ax: Axes | None = None, title: s
                             textcoords="offset points", ha="center", fontsize="x-small")
         ax.set_xticks(range(len(models)), models)
         ax.set_ylabel("optimizer state (bytes / parameter)")
-        ax.legend(ncols=len(optimizers))
+        ax.set_ylim(top=LEGEND_HEADROOM * max(r["bytes_per_param"] for r in rows))  # legend above the bars
+        ax.legend(ncols=len(optimizers), loc="upper center")
         if title:
             ax.set_title(title)
     if stamp is not None and own_figure:
