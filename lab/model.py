@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -299,14 +299,3 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
         raise ValueError(f"could not load the pipeline in {path}: {type(e).__name__}: {e}") from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
-
-
-def size_of(transformer) -> dict:
-    """The transformer's shape as a plain dict (depth read from its config, never from tensors)."""
-    c = transformer.config
-    return {"num_layers": c.num_layers, "width": c.num_attention_heads * c.attention_head_dim,
-            "params": sum(p.numel() for p in transformer.parameters())}
-
-
-def describe_sizes() -> list[dict]:
-    return [{"name": k, **asdict(v), "width": v.width} for k, v in SIZES.items()]

@@ -44,9 +44,6 @@ class RunLog:
             f.write(json.dumps(record) + "\n")
         return record
 
-    def reset_clock(self) -> None:
-        self._last = time.perf_counter()
-
 
 def read_log(path: str | Path) -> list[dict]:
     return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]

@@ -209,7 +209,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
                 save_checkpoint(step + 1)
             if stop:
                 raise KeyboardInterrupt(f"interrupted; checkpoint saved at step {step + 1} in {ckpt}")
-    if start < cfg.steps or not ckpt.is_dir():
+    if cfg.steps % cfg.checkpoint_every != 0 or not ckpt.is_dir():  # the loop saved the last step otherwise
         save_checkpoint(cfg.steps)
 
     final = acc.unwrap_model(wrapped["transformer"])

@@ -57,6 +57,8 @@ def _build(cfg: VAETrainConfig):
 
     vae = build_vae(VAESize(cfg.block_out_channels, cfg.encoder_layers_per_block, cfg.decoder_layers_per_block))
     if cfg.decoder_block_out_channels != cfg.block_out_channels:  # a wider decoder than encoder
+        # built second, from the first one's config: this RNG sequence initialised checkpoints/vae,
+        # so keep it for `lab train-vae` to reproduce that model exactly
         kwargs = dict(vae.config)
         kwargs["decoder_block_out_channels"] = cfg.decoder_block_out_channels
         vae = AutoencoderDC(**{k: v for k, v in kwargs.items() if not k.startswith("_")})
