@@ -51,6 +51,8 @@ MARK_XY = (0.97, 0.97)  # the verdict mark's top-right corner
 CAPTION_Y = -0.02  # the caption's top, just under the image
 VERDICT_FRAME_LW, PLAIN_FRAME_LW = 2.5, 0.8
 STAMP_XY = (0.005, 0.002)  # the footer's bottom-left corner, in figure fractions
+POINTS_PER_INCH = 72
+CHAR_WIDTH_EM = 0.55  # average glyph width of the footer font, in ems (for wrapping it)
 
 
 def use_style() -> None:
@@ -143,11 +145,14 @@ def stamp_figure(fig: Figure, stamp: dict, fontsize: float = 6.5, footer_inches:
     entries = dict(stamp)
     entries.setdefault("commit", git_commit())
     text = "  \u00b7  ".join(f"{k}={v}" for k, v in entries.items())
+    # wrap to the figure's width so narrow figures keep every entry (the commit comes last)
+    chars_per_line = max(1, int(fig.get_figwidth() * POINTS_PER_INCH / (fontsize * CHAR_WIDTH_EM)))
+    lines = textwrap.wrap(text, chars_per_line)
     engine = fig.get_layout_engine()
     if isinstance(engine, matplotlib.layout_engine.ConstrainedLayoutEngine):
-        band = footer_inches / fig.get_figheight()
+        band = footer_inches * len(lines) / fig.get_figheight()
         engine.set(rect=(0, band, 1, 1 - band))
-    fig.text(*STAMP_XY, text, ha="left", va="bottom", fontsize=fontsize, color=STAMP_COLOR)
+    fig.text(*STAMP_XY, "\n".join(lines), ha="left", va="bottom", fontsize=fontsize, color=STAMP_COLOR)
     return fig
 
 
