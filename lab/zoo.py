@@ -3,7 +3,8 @@
     lab export runs/S --name S        # copy the pipeline, evaluate GenEval-mini, write the card
 
 A shipped model is a plain SanaPipeline directory (loads with `SanaPipeline.from_pretrained`)
-plus `train_config.yaml`, `train_log.jsonl`, `geneval.json` and a README.md model card.
+plus `train_config.yaml`, `train_log.jsonl`, `geneval_<prompt set>.json` (per-image verdicts) and
+a README.md model card.
 """
 
 from __future__ import annotations
@@ -17,22 +18,10 @@ from lab.provenance import REPO_ROOT
 CHECKPOINTS = REPO_ROOT / "checkpoints"
 
 
-def zoo_path(name: str) -> Path:
-    """`checkpoints/<name>`, raising a ValueError listing the shipped models when absent."""
-    path = CHECKPOINTS / name
-    if not (path / "model_index.json").is_file():
-        raise ValueError(f"no shipped model {name!r}; available: {available()}")
-    return path
-
-
-def available() -> list[str]:
-    return sorted(p.parent.name for p in CHECKPOINTS.glob("*/model_index.json"))
-
-
 def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, reproduce: str,
                prompt_sets: tuple[str, ...] = ("full", "novel"), images_per_prompt: int = 4) -> dict:
     """Copies `run_dir/pipeline` with its config and log to `dest`, evaluates GenEval-mini on each
-    prompt set and writes `geneval.json` and the model card. Returns {set: overall}."""
+    prompt set and writes `geneval_<set>.json` and the model card. Returns {set: overall}."""
     from lab.evaluation import evaluate_pipeline, write_model_card
     from lab.geneval import write_report
     from lab.model import load_pipeline
