@@ -6,10 +6,10 @@ import argparse
 import sys
 
 
-def _bench(args: argparse.Namespace, rest: list[str]) -> None:
+def _bench(args: argparse.Namespace) -> None:
     from lab import bench
 
-    bench.run(args.name, rest)
+    bench.run(args.name, args.options)
 
 
 def _train_vae(args: argparse.Namespace) -> None:
@@ -153,7 +153,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark and write JSON (lab bench NAME --help)")
     p.add_argument("name", help="benchmark name")
-    p.set_defaults(func=_bench, passthrough=True)
+    # everything after NAME (its --help too) belongs to the benchmark's own parser
+    p.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's options")
+    p.set_defaults(func=_bench)
 
     p = sub.add_parser("train-vae", help="train the lab's DC-AE on the shapes world")
     p.add_argument("--config", default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields")
@@ -259,10 +261,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
-    if rest and not getattr(args, "passthrough", False):
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    args.func(args, rest) if getattr(args, "passthrough", False) else args.func(args)
+    args = parser.parse_args(argv)
+    args.func(args)
 
 
 if __name__ == "__main__":
