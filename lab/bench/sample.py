@@ -35,16 +35,6 @@ class SoftmaxSelfAttention:
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def _median_time(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
 def best_of_n(pipe, n: int, sampler: SamplerConfig, repeats: int) -> dict:
     prompt, seeds = "a photo of three red circles", candidate_seeds(0, n)
     batched, single = [], []
