@@ -96,7 +96,8 @@ def _export(args: argparse.Namespace) -> None:
     from lab.zoo import CHECKPOINTS, export_run
 
     dest = args.to or CHECKPOINTS / args.name
-    scores = export_run(args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts))
+    scores = export_run(args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts),
+                        args.images_per_prompt)
     print(f"exported {args.run} to {dest}: " + ", ".join(f"GenEval-mini {k} {v:.3f}" for k, v in scores.items()))
 
 
@@ -225,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", default="", help="one paragraph for the model card")
     p.add_argument("--reproduce", default="", help="the command that reproduces the run")
     p.add_argument("--prompts", nargs="+", default=["full", "novel"])
+    p.add_argument("--images-per-prompt", type=int, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("grow", help="grow a model's depth (SANA 1.5 model growth); writes a complete SanaPipeline")

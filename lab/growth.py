@@ -194,6 +194,7 @@ def grow_pipeline_dir(source: str | Path, out: str | Path, num_layers: int,
     pipeline to `out` atomically, with `growth.json` recording how. Returns `out`."""
     from lab.checkpoint import atomic_directory
     from lab.model import load_pipeline
+    from lab.provenance import portable
 
     pipe = load_pipeline(source)
     grown = grow_pipeline(pipe, num_layers, strategy, keep, zero_init_copies=zero_init_copies, seed=seed)
@@ -202,5 +203,5 @@ def grow_pipeline_dir(source: str | Path, out: str | Path, num_layers: int,
     out = Path(out)
     with atomic_directory(out) as tmp:
         grown.save_pretrained(tmp)
-        (tmp / GROWTH_FILE).write_text(json.dumps(record, indent=2) + "\n")
+        (tmp / GROWTH_FILE).write_text(json.dumps(portable(record), indent=2) + "\n")
     return out

@@ -40,11 +40,26 @@ def provenance() -> dict:
     }
 
 
+def portable(obj):
+    """`obj` with every path inside the checkout written relative to it (Paths become strings), so
+    committed results and records never carry one machine's directories."""
+    if isinstance(obj, dict):
+        return {k: portable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [portable(v) for v in obj]
+    if isinstance(obj, os.PathLike):
+        obj = os.fspath(obj)
+    if isinstance(obj, str) and obj.startswith(f"{REPO_ROOT}{os.sep}"):
+        return obj[len(str(REPO_ROOT)) + 1:]
+    return obj
+
+
 def write_json(result: dict, path: str | os.PathLike) -> Path:
-    """Writes `result` with a `provenance` entry, atomically (temp file + rename)."""
+    """Writes `result` with a `provenance` entry, atomically (temp file + rename); paths inside
+    the checkout are written relative to it (`portable`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps({**result, "provenance": provenance()}, indent=2, default=str) + "\n")
+    tmp.write_text(json.dumps(portable({**result, "provenance": provenance()}), indent=2, default=str) + "\n")
     os.replace(tmp, path)
     return path

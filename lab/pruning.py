@@ -385,13 +385,14 @@ def save_pruned(pipe, keep: Sequence[int], out: str | Path, record: dict | None 
     """Prunes `pipe` to the blocks `keep` and saves a complete SanaPipeline to `out` atomically, with
     `pruning.json` saying which blocks of how many were kept (plus `record`)."""
     from lab.checkpoint import atomic_directory
+    from lab.provenance import portable
 
     keep = _check_keep(keep, num_blocks(pipe.transformer))
     small = pruned_pipeline(pipe, keep)
     info = {"source_num_layers": num_blocks(pipe.transformer), "kept_blocks": keep, **(record or {})}
     with atomic_directory(out) as tmp:
         small.save_pretrained(tmp)
-        (tmp / PRUNING_RECORD).write_text(json.dumps(info, indent=2) + "\n")
+        (tmp / PRUNING_RECORD).write_text(json.dumps(portable(info), indent=2) + "\n")
     return Path(out)
 
 

@@ -3,8 +3,10 @@
     lab export runs/S --name S        # copy the pipeline, evaluate GenEval-mini, write the card
 
 A shipped model is a plain SanaPipeline directory (loads with `SanaPipeline.from_pretrained`)
-plus `train_config.yaml`, `train_log.jsonl`, `geneval_<prompt set>.json` (per-image verdicts) and
-a README.md model card.
+plus `train_config.yaml`, `train_log.jsonl`, `geneval_<prompt set>.json` (per-image verdicts), a
+README.md model card, and — for a model trained on from a grown or pruned one — the `growth.json`
+or `pruning.json` record naming the model it came from. `training_cost` follows those records
+back to the first model trained from scratch.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from lab.checkpoint import atomic_directory
 from lab.provenance import REPO_ROOT
 
 CHECKPOINTS = REPO_ROOT / "checkpoints"
+LINEAGE_RECORDS = ("growth.json", "pruning.json")  # written by lab grow / lab prune; "source" names the parent
 
 
 def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, reproduce: str,
@@ -38,6 +41,9 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
         shutil.copytree(run_dir / "pipeline", tmp, dirs_exist_ok=True)
         for f in ("train_config.yaml", "train_log.jsonl"):
             shutil.copy2(run_dir / f, tmp / f)
+        record = lineage_record(_init_from(run_dir / "train_config.yaml"))
+        if record is not None:  # the run's start (runs/L_init, ...) is not shipped: keep where it came from
+            shutil.copy2(record, tmp / record.name)
         for s, r in reports.items():
             write_report(r, tmp / f"geneval_{s}.json", model=name, prompts=s, images_per_prompt=images_per_prompt)
         details = {
@@ -51,3 +57,61 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
         write_model_card(tmp / "README.md", name, summary, {f"GenEval-mini {s}": r for s, r in reports.items()},
                          reproduce, details)
     return {s: r.overall for s, r in reports.items()}
+
+
+def _resolve(path: str | Path) -> Path:
+    """`path` as given when absolute or present from here, else relative to the repository root."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
+
+
+def _init_from(config: Path) -> Path | None:
+    import yaml
+
+    if not config.is_file():
+        return None
+    init = (yaml.safe_load(config.read_text()) or {}).get("init_from")
+    return _resolve(init) if init else None
+
+
+def lineage_record(model_dir: str | Path | None) -> Path | None:
+    """The growth or pruning record in `model_dir` (see `LINEAGE_RECORDS`), or None."""
+    if model_dir is None:
+        return None
+    return next((Path(model_dir) / f for f in LINEAGE_RECORDS if (Path(model_dir) / f).is_file()), None)
+
+
+def training_cost(model_dir: str | Path) -> int | None:
+    """Transformer training compute behind the model in `model_dir`, in block-images (blocks x
+    images, summed over every run in its lineage): its own run (depth x steps x batch, from
+    `train_config.yaml` beside it or in its run directory) plus, through its growth/pruning record
+    or its `init_from`, the cost of the model it started from. The blocks dominate the FLOPs and a
+    block costs the same in every model of one width, so block-images compare models of one width.
+
+    Returns None when a run in the lineage has no `train_config.yaml` (cost unknown). A model
+    started from a fresh transformer (no record, no config at `init_from`) adds nothing.
+    """
+    import json
+
+    import yaml
+
+    model_dir = Path(model_dir)
+    config = next((c for c in (model_dir / "train_config.yaml", model_dir.parent / "train_config.yaml") if c.is_file()),
+                  None)
+    own, start = 0, None
+    if config is not None:
+        c = yaml.safe_load(config.read_text()) or {}
+        depth = json.loads((model_dir / "transformer" / "config.json").read_text())["num_layers"]
+        own = depth * int(c["steps"]) * int(c["batch_size"])
+        start = _init_from(config)
+    record = lineage_record(model_dir) or lineage_record(start)
+    if record is not None:
+        parent = _resolve(json.loads(record.read_text())["source"])
+    elif start is not None and (start / "train_config.yaml").is_file():
+        parent = start  # trained on from a shipped model
+    elif config is None:
+        return None  # neither trained here nor derived from a known model
+    else:
+        return own  # trained from a fresh transformer
+    before = training_cost(parent)
+    return None if before is None else own + before

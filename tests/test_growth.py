@@ -218,6 +218,22 @@ def test_summary_checks_the_papers_loss_target_against_from_scratch():
     assert summarize_never["loss_target_met"] is False
 
 
+def test_full_set_target_is_read_from_the_shipped_models_cards(tmp_path):
+    def card(name, overall, images=4):
+        (tmp_path / name).mkdir(exist_ok=True)
+        (tmp_path / name / "geneval_full.json").write_text(json.dumps({"overall": overall, "images_per_prompt": images}))
+
+    assert experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L") is None  # no cards yet
+    card("S", 0.47), card("L", 0.53)
+    got = experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")
+    assert got["gain"] == pytest.approx(0.06) and got["target_met"] and got["images_per_prompt"] == 4
+    card("L", 0.50)
+    assert not experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")["target_met"]
+    card("L", 0.60, images=1)
+    with pytest.raises(ValueError, match="4 and 1 images per prompt"):
+        experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")
+
+
 def test_full_mode_without_a_trained_source_says_how_to_make_one(tmp_path):
     with pytest.raises(FileNotFoundError, match="lab train --config configs/S.yaml"):
         experiment.resolve_source(tmp_path / "S", "full")

@@ -299,13 +299,23 @@ def test_summary_checks_importance_vs_naive_the_gap_at_moderate_depth_and_scratc
     scores = {("importance", 6): 0.58, ("last", 6): 0.5, ("random", 6): 0.55,
               ("importance", 2): 0.40, ("last", 2): 0.42}
     s = experiment.summarize(metrics_of(scores, unpruned=0.60, scratch=0.35))
-    assert s["importance_vs_naive"][6]["margin"] == pytest.approx(0.03)
-    assert s["importance_beats_naive"] is False  # "last" wins at depth 2
+    assert s["importance_vs_naive"]["after"][6]["margin"] == pytest.approx(0.03)
+    assert s["importance_vs_naive"]["before"][6]["margin"] == pytest.approx(0.03)  # before = after - 0.1 here
+    assert s["importance_beats_naive"] == {"before": False, "after": False}  # "last" wins at depth 2
     assert s["moderate_depth"] == 6 and s["gap_to_unpruned"] == pytest.approx(0.02) and s["within_target"]
     assert s["beats_scratch"] is True and s["scratch"][2]["margin"] == pytest.approx(0.05)
     assert experiment.summarize(metrics_of({("last", 6): 0.5}, 0.6))["within_target"] is None
     ties_then_wins = {("importance", 6): 0.5, ("last", 6): 0.5, ("importance", 2): 0.4, ("last", 2): 0.3}
-    assert experiment.summarize(metrics_of(ties_then_wins, 0.6))["importance_beats_naive"] is True
+    assert experiment.summarize(metrics_of(ties_then_wins, 0.6))["importance_beats_naive"]["after"] is True
+
+
+def test_claim_one_compares_methods_only_at_a_stage_where_both_were_scored():
+    metrics = metrics_of({("importance", 6): 0.58, ("last", 6): 0.62}, unpruned=0.6)
+    metrics["variants"][1]["after"] = None  # "last" pruned and scored, not fine-tuned: 0.52 before
+    s = experiment.summarize(metrics)
+    assert s["importance_vs_naive"]["before"][6]["margin"] == pytest.approx(0.48 - 0.52)
+    assert s["importance_vs_naive"]["after"] == {} and s["importance_beats_naive"] == {"before": False, "after": None}
+    assert s["gap_to_unpruned"] == pytest.approx(0.02)  # claim 2 still uses the fine-tuned importance score
 
 
 def test_target_depths_and_compute_matched_steps():
@@ -314,6 +324,24 @@ def test_target_depths_and_compute_matched_steps():
     with pytest.raises(ValueError, match="cannot be pruned"):
         experiment.target_depths(1, (0.5,))
     # 24 blocks x 1000 images + 8 x 6400 fine-tune images, at 8 blocks x 64 per step
-    assert experiment.compute_matched_steps(24, 1000, 8, 6400, 64) == 147
+    assert experiment.compute_matched_steps(24 * 1000, 8, 6400, 64) == 147
     with pytest.raises(ValueError, match="unknown pruning methods"):
         experiment.PruningExperimentConfig(methods=("importance", "magnitude"))
+
+
+def test_a_given_scratch_model_must_have_the_compared_depth(deep_pipeline_dir, tmp_path):
+    cfg = replace(experiment.QUICK, scratch_model=str(deep_pipeline_dir))
+    with pytest.raises(ValueError, match="has 4 blocks; the comparison needs 2"):
+        experiment.run_scratch(deep_pipeline_dir, 2, tmp_path, cfg)
+
+
+def test_only_the_chosen_methods_are_fine_tuned_and_every_variant_is_scored(deep_pipeline_dir, tmp_path):
+    cfg = replace(experiment.QUICK, fractions=(1 / 2,), methods=("importance", "last"), finetune_methods=("importance",),
+                  eval_prompt_limit=2, finetune_steps=1, finetune_batch_size=2)
+    rows = experiment.run_variants(deep_pipeline_dir, table_of([0.1, 0.9, 0.2, 0.8]), tmp_path, cfg)
+    by = {r["method"]: r for r in rows}
+    assert by["importance"]["kept"] == [1, 3] and by["last"]["kept"] == [0, 1]
+    assert by["importance"]["after"] is not None and by["last"]["after"] is None
+    assert all(0 <= r["before"] <= 1 for r in rows)
+    assert load_pipeline(by["importance"]["pipeline"]).transformer.config.num_layers == 2
+    assert by["last"]["compute"] is None  # an untrained source: no known budget

@@ -7,7 +7,7 @@ import pytest
 from lab import world
 from lab.model import load_pipeline
 from lab.train import TrainConfig, train
-from lab.zoo import export_run
+from lab.zoo import export_run, training_cost
 
 
 def test_export_writes_a_loadable_pipeline_with_card_log_and_geneval(tiny_vae_dir, tmp_path):
@@ -29,3 +29,26 @@ def test_export_writes_a_loadable_pipeline_with_card_log_and_geneval(tiny_vae_di
 def test_export_refuses_an_unfinished_run(tmp_path):
     with pytest.raises(ValueError, match="no finished pipeline"):
         export_run(tmp_path, tmp_path / "dest", "X", "", "")
+
+
+def test_training_cost_adds_up_block_images_along_growth_and_pruning(tiny_vae_dir, tmp_path):
+    from lab.growth import grow_pipeline_dir
+    from lab.pruning import save_pruned
+
+    def run(name, init_from="", **kw):
+        cfg = TrainConfig(init_from=init_from, vae=str(tiny_vae_dir), warmup_steps=1, ema_decay=0.0, **kw)
+        return train(cfg, tmp_path / name, progress=False)
+
+    s = run("S", size="tiny", steps=3, batch_size=2)  # tiny: 2 blocks -> 2 x 3 x 2 = 12
+    grown = grow_pipeline_dir(s, tmp_path / "L_init", 4)
+    big = run("L", init_from=str(grown), steps=2, batch_size=2)  # + 4 x 2 x 2 = 16
+    pruned = save_pruned(load_pipeline(big), [0, 3], tmp_path / "pruned", {"source": str(big)})
+    small = run("P", init_from=str(pruned), steps=1, batch_size=3)  # + 2 x 1 x 3 = 6
+    assert [training_cost(p) for p in (s, grown, big, pruned, small)] == [12, 12, 28, 28, 34]
+    assert training_cost(tmp_path / "nowhere") is None
+    prompts = tmp_path / "one.jsonl"
+    world.write_prompts(world.load_prompts("quick")[:1], prompts)
+    export_run(tmp_path / "L", tmp_path / "zoo" / "L", "L", "", "", prompt_sets=(str(prompts),), images_per_prompt=1)
+    shipped = tmp_path / "zoo" / "L"
+    assert json.loads((shipped / "growth.json").read_text())["source"] == str(s)  # L_init is not shipped
+    assert training_cost(shipped) == 28

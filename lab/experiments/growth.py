@@ -325,6 +325,25 @@ def summarize(metrics: dict, window: int) -> dict:
     return summary
 
 
+def shipped_geneval_gain(source: str | Path, grown: str | Path, prompts: str = "full") -> dict | None:
+    """The full-set target on shipped models: GenEval-mini of the grown model (e.g. checkpoints/L,
+    trained longer than the experiment's arms) against its source's, read from the
+    `geneval_<prompts>.json` their model cards were written from. Returns {"source", "grown",
+    "gain", "target_met", "images_per_prompt"}, or None when either file is missing."""
+    import json
+
+    files = [Path(source, f"geneval_{prompts}.json"), Path(grown, f"geneval_{prompts}.json")]
+    if not all(f.is_file() for f in files):
+        return None
+    src, big = (json.loads(f.read_text()) for f in files)
+    if src["images_per_prompt"] != big["images_per_prompt"]:
+        raise ValueError(f"{files[0]} and {files[1]} used {src['images_per_prompt']} and {big['images_per_prompt']} "
+                         f"images per prompt; compare scores measured alike")
+    gain = big["overall"] - src["overall"]
+    return {"source": src["overall"], "grown": big["overall"], "gain": gain,
+            "target_met": gain >= GENEVAL_GAIN_TARGET, "images_per_prompt": src["images_per_prompt"]}
+
+
 def curves(metrics: dict, arms, key: str) -> dict[str, list]:
     """{arm: metrics["runs"][arm][key]} for the arms of `arms` that ran (key: "loss" or "geneval")."""
     return {a: metrics["runs"][a][key] for a in arms if a in metrics["runs"]}

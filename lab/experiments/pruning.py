@@ -6,9 +6,11 @@
 From a trained deep model (L) it measures block importance on calibration prompts, prunes to
 several depths (fractions of its blocks) by importance and by three naive rules (drop the last
 blocks, keep evenly spaced ones, keep random ones), scores GenEval-mini before and after a short
-recovery fine-tune (`configs/prune_finetune.yaml`, 100 steps), and trains a model of the
-smallest depth from scratch (the source's frozen text encoder and VAE, a fresh transformer) for
-the same total compute. The paper's claims, checked by `summarize`:
+recovery fine-tune (`configs/prune_finetune.yaml`, 100 steps), and compares the smallest depth
+with a model of that depth trained from scratch: an existing one (`scratch_model`, e.g. S for L
+pruned to a third) or one trained here (the source's frozen text encoder and VAE, a fresh
+transformer) for the same total compute. Compute is counted in block-images along each model's
+lineage (`lab.zoo.training_cost`). The paper's claims, checked by `summarize`:
 
 1. importance pruning beats naive pruning at every depth;
 2. pruned + fine-tuned comes within 0.03 of the unpruned model at a moderate depth (3/4);
@@ -49,21 +51,23 @@ class PruningExperimentConfig:
     branches: str = "both"  # CFG rows averaged (lab.pruning.BRANCHES)
     eval_prompts: str = "full"  # GenEval-mini prompt set
     eval_prompt_limit: int = 0
-    images_per_prompt: int = 4
+    images_per_prompt: int = 1  # 553 images per score on the full set; 4 (GenEval's) quadruples the run
     sample_steps: int = 20
     guidance_scale: float = 4.5
     sample_batch_size: int = 64
     finetune_config: str = "configs/prune_finetune.yaml"  # lab.train.TrainConfig fields of the recovery
     finetune_steps: int = 100
+    finetune_methods: tuple[str, ...] = METHODS  # variants fine-tuned and scored again (the rest: before only)
     finetune_batch_size: int = 0  # 0 = the fine-tune config's
+    scratch_model: str = ""  # an existing from-scratch model of the smallest pruned depth to compare with ("" = train one)
     scratch_config: str = "configs/S.yaml"  # TrainConfig of the from-scratch model (init_from is set here)
     scratch_steps: int = 0  # 0 = compute-matched (see compute_matched_steps); < 0 = no from-scratch model
     scratch_batch_size: int = 0  # 0 = the scratch config's
-    source_train_images: int = 0  # images the source was trained on, in its own depth (0 = read train_config.yaml)
+    source_block_images: int = 0  # the source's training compute in block-images (0 = lab.zoo.training_cost)
     seed: int = 0
 
     def __post_init__(self):
-        bad = [m for m in self.methods if m not in METHODS]
+        bad = [m for m in (*self.methods, *self.finetune_methods) if m not in METHODS]
         if bad:
             raise ValueError(f"unknown pruning methods {bad}; expected some of {list(METHODS)}")
         if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
@@ -74,16 +78,20 @@ class PruningExperimentConfig:
         return SamplerConfig(self.sample_steps, self.guidance_scale, self.sample_batch_size)
 
 
+# The committed run on 2 CPU cores: L's 24 blocks pruned to 18/12/8 by all four methods and scored; the
+# importance-pruned ones fine-tuned (each fine-tune + score costs about as much as two scores) and compared
+# with S, 8 blocks trained from scratch. Claim 1 is then checked before the fine-tune, where all methods meet.
+FULL = PruningExperimentConfig(scratch_model="checkpoints/S", finetune_methods=("importance",))
 QUICK = PruningExperimentConfig(calibration_limit=4, timesteps=4, eval_prompts="quick", eval_prompt_limit=12,
                                 images_per_prompt=1, sample_steps=4, finetune_steps=2, finetune_batch_size=4,
                                 scratch_steps=2, scratch_batch_size=4)
 
 
 def mode_config(mode: str, **overrides) -> PruningExperimentConfig:
-    """QUICK or the full defaults, with `overrides` (None values ignored)."""
+    """QUICK or FULL, with `overrides` (None values ignored)."""
     if mode not in ("quick", "full"):
         raise ValueError(f"unknown mode {mode!r}; expected 'quick' or 'full'")
-    base = QUICK if mode == "quick" else PruningExperimentConfig()
+    base = QUICK if mode == "quick" else FULL
     return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
 
@@ -200,82 +208,95 @@ def plan_variants(num: int, table: ImportanceTable, cfg: PruningExperimentConfig
 
 def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Path, cfg: PruningExperimentConfig,
                  progress: bool = False) -> list[dict]:
-    """Prunes, scores, fine-tunes and scores again every variant of `plan_variants`.
+    """Prunes and scores every variant of `plan_variants`; fine-tunes and scores again those whose
+    method is in `cfg.finetune_methods`.
 
     Writes `work_dir/keep-<blocks>/pruned` (the pruned pipeline) and `.../finetune` (the trainer's
     run) once per distinct set of kept blocks. Returns the plan's dicts with "before", "after"
-    (overall scores), "task_accuracy_before", "task_accuracy_after", "finetune_seconds", "pipeline".
+    (overall scores; "after" None when not fine-tuned), "task_accuracy_before", "task_accuracy_after",
+    "finetune_seconds", "pipeline", and "compute" (the model's lineage in block-images,
+    `lab.zoo.training_cost`; None if unknown).
     """
     from lab.train import train
+    from lab.zoo import training_cost
 
     pipe = load_pipeline(source)
+    plan = plan_variants(num_blocks(pipe.transformer), table, cfg)
     done: dict[tuple[int, ...], dict] = {}
-    rows = []
-    for v in plan_variants(num_blocks(pipe.transformer), table, cfg):
+    for v in plan:
         key = tuple(v["kept"])
+        run = Path(work_dir) / ("keep-" + "-".join(map(str, key)))
         if key not in done:
-            run = Path(work_dir) / ("keep-" + "-".join(map(str, key)))
             pruned = save_pruned(pipe, key, run / "pruned", {"source": str(source), "by": v["method"]})
             before = geneval_score(pruned, cfg)
+            done[key] = {"before": before["overall"], "after": None, "task_accuracy_before": before["task_accuracy"],
+                         "task_accuracy_after": None, "finetune_seconds": None, "pipeline": str(pruned),
+                         "compute": training_cost(pruned)}
+        if v["method"] in cfg.finetune_methods and done[key]["after"] is None:
             start = time.perf_counter()
-            tuned = train(finetune_config(cfg, pruned), run / "finetune", resume=False, progress=progress)
+            tuned = train(finetune_config(cfg, run / "pruned"), run / "finetune", resume=False, progress=progress)
             seconds = time.perf_counter() - start
             after = geneval_score(tuned, cfg)
-            done[key] = {"before": before["overall"], "after": after["overall"],
-                         "task_accuracy_before": before["task_accuracy"], "task_accuracy_after": after["task_accuracy"],
-                         "finetune_seconds": seconds, "pipeline": str(tuned)}
-        rows.append({**v, **done[key]})
-    return rows
+            done[key].update(after=after["overall"], task_accuracy_after=after["task_accuracy"],
+                             finetune_seconds=seconds, pipeline=str(tuned), compute=training_cost(tuned))
+    return [{**v, **done[tuple(v["kept"])]} for v in plan]
 
 
-def trained_images(pipe_dir: str | Path) -> int | None:
-    """Images the model in `pipe_dir` was trained on, from its `train_config.yaml` (steps x batch),
-    or None when it has none. Counts only its own run, not the run it was grown from."""
-    import yaml
+def source_compute(source: str | Path, cfg: PruningExperimentConfig) -> int | None:
+    """The source's training compute in block-images: `cfg.source_block_images`, else its lineage's
+    (`lab.zoo.training_cost`); None when unknown."""
+    from lab.zoo import training_cost
 
-    path = Path(pipe_dir, "train_config.yaml")
-    if not path.is_file():
-        return None
-    c = yaml.safe_load(path.read_text()) or {}
-    return int(c["steps"]) * int(c["batch_size"]) if "steps" in c and "batch_size" in c else None
+    return cfg.source_block_images or training_cost(source)
 
 
-def compute_matched_steps(source_depth: int, source_images: int, depth: int, finetune_images: int,
-                          batch_size: int) -> int:
+def compute_matched_steps(source_block_images: int, depth: int, finetune_images: int, batch_size: int) -> int:
     """Training steps at `batch_size` for a from-scratch model of `depth` blocks that cost as much
-    as training the source plus the fine-tune. Cost is counted in block-images: the blocks dominate
-    the FLOPs, and a block costs the same in every model of one width."""
-    if min(source_depth, depth, batch_size) < 1 or min(source_images, finetune_images) < 0:
-        raise ValueError(f"depths {source_depth}, {depth} and batch {batch_size} must be >= 1, images >= 0")
-    return math.ceil((source_depth * source_images + depth * finetune_images) / (depth * batch_size))
+    as training the source plus the fine-tune, in block-images (blocks x images: the blocks
+    dominate the FLOPs, and a block costs the same in every model of one width)."""
+    if min(depth, batch_size) < 1 or min(source_block_images, finetune_images) < 0:
+        raise ValueError(f"depth {depth} and batch {batch_size} must be >= 1, block-images and images >= 0")
+    return math.ceil((source_block_images + depth * finetune_images) / (depth * batch_size))
 
 
 def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: PruningExperimentConfig,
                 progress: bool = False) -> dict | None:
-    """Trains a `depth`-block model from scratch (the source's frozen text encoder and VAE) for
-    `cfg.scratch_steps` steps, or the compute-matched number when that is 0; scores it.
-    Returns {"label", "depth", "steps", "score", "task_accuracy", "pipeline"}, or None when skipped
-    (scratch_steps < 0, or compute-matching without a known source training budget)."""
+    """The from-scratch comparison at `depth` blocks, scored like the pruned models: `cfg.scratch_model`
+    when set (it must have `depth` blocks), else a fresh transformer (the source's frozen text encoder
+    and VAE) trained for `cfg.scratch_steps` steps, or the compute-matched number when that is 0.
+    Returns {"label", "depth", "steps", "compute" (block-images or None), "score", "task_accuracy",
+    "pipeline"}, or None when skipped (scratch_steps < 0, or compute-matching an unknown budget)."""
     from lab.train import TrainConfig, train
+    from lab.zoo import training_cost
 
-    if cfg.scratch_steps < 0:
-        return None
-    base = load_config(TrainConfig, repo_path(cfg.scratch_config), batch_size=cfg.scratch_batch_size or None)
-    steps = cfg.scratch_steps
-    if steps == 0:
-        images = cfg.source_train_images or trained_images(source)
-        if images is None:
+    if cfg.scratch_model:
+        model = repo_path(cfg.scratch_model)
+        found = num_blocks(load_pipeline(model).transformer)
+        if found != depth:
+            raise ValueError(f"scratch_model {cfg.scratch_model} has {found} blocks; the comparison needs {depth} "
+                             f"(the smallest pruned depth)")
+        score, compute = geneval_score(model, cfg), training_cost(model)
+        steps = None
+        label = f"{cfg.scratch_model} from scratch"
+    else:
+        if cfg.scratch_steps < 0:
             return None
-        ft = finetune_config(cfg, source)
-        steps = compute_matched_steps(num_blocks(load_pipeline(source).transformer), images, depth,
-                                      ft.steps * ft.batch_size, base.batch_size)
-    run = Path(work_dir) / f"scratch-{depth}"
-    init = fresh_pipeline_dir(source, run / "init", depth, cfg.seed)
-    tuned = train(replace(base, init_from=str(init), steps=steps, seed=cfg.seed), run / "train", resume=False,
-                  progress=progress)
-    score = geneval_score(tuned, cfg)
-    return {"label": f"{depth} blocks from scratch ({steps} steps)", "depth": depth, "steps": steps,
-            "score": score["overall"], "task_accuracy": score["task_accuracy"], "pipeline": str(tuned)}
+        base = load_config(TrainConfig, repo_path(cfg.scratch_config), batch_size=cfg.scratch_batch_size or None)
+        steps = cfg.scratch_steps
+        if steps == 0:
+            budget = source_compute(source, cfg)
+            if budget is None:
+                return None
+            ft = finetune_config(cfg, source)
+            steps = compute_matched_steps(budget, depth, ft.steps * ft.batch_size, base.batch_size)
+        run = Path(work_dir) / f"scratch-{depth}"
+        init = fresh_pipeline_dir(source, run / "init", depth, cfg.seed)
+        model = train(replace(base, init_from=str(init), steps=steps, seed=cfg.seed), run / "train", resume=False,
+                      progress=progress)
+        score, compute = geneval_score(model, cfg), depth * steps * base.batch_size
+        label = f"{depth} blocks from scratch ({steps} steps)"
+    return {"label": label, "depth": depth, "steps": steps, "compute": compute, "score": score["overall"],
+            "task_accuracy": score["task_accuracy"], "pipeline": str(model)}
 
 
 def run_pruning_experiment(source: str | Path, work_dir: str | Path, cfg: PruningExperimentConfig = PruningExperimentConfig(),
@@ -316,10 +337,13 @@ def assemble_metrics(cfg: PruningExperimentConfig, source: str | Path, base: dic
 def summarize(metrics: dict) -> dict:
     """The paper's three claims against the measured scores.
 
-    Returns {"importance_vs_naive": {depth: {"importance", "best_naive", "margin"}}, "importance_beats_naive",
-    "moderate_depth", "gap_to_unpruned", "gap_target", "within_target", "scratch": {depth: {"pruned",
-    "scratch", "margin"}}, "beats_scratch"}; a claim
-    whose numbers are missing is None. Scores are after the fine-tune (before it when absent).
+    Returns {"importance_vs_naive": {stage: {depth: {"importance", "best_naive", "margin"}}},
+    "importance_beats_naive": {stage: bool | None}} for stage "before" and "after" the fine-tune
+    (compared only where importance and a naive method were both scored at that stage), and
+    "moderate_depth", "gap_to_unpruned", "gap_target", "within_target", "scratch": {depth:
+    {"pruned", "scratch", "margin", "pruned_compute", "scratch_compute"}}, "beats_scratch". A claim
+    whose numbers are missing is None. Claims 2 and 3 use the importance-pruned score after the
+    fine-tune (before it when it was not fine-tuned).
     """
     rows, unpruned = metrics["variants"], metrics["source"]["geneval"]
 
@@ -327,17 +351,19 @@ def summarize(metrics: dict) -> dict:
         return r["after"] if r.get("after") is not None else r["before"]
 
     depths = sorted({r["depth"] for r in rows}, reverse=True)
-    vs = {}
-    for d in depths:
-        imp = [score(r) for r in rows if r["depth"] == d and r["method"] == "importance"]
-        naive = [score(r) for r in rows if r["depth"] == d and r["method"] in NAIVE_METHODS]
-        if imp and naive:
-            vs[d] = {"importance": imp[0], "best_naive": max(naive), "margin": imp[0] - max(naive)}
-    out: dict = {"gap_target": WITHIN_TARGET, "importance_vs_naive": vs,
-                 "importance_beats_naive": None}
-    if vs:  # at least as good everywhere, better somewhere (where it keeps a naive rule's blocks, it ties)
+    out: dict = {"gap_target": WITHIN_TARGET, "importance_vs_naive": {}, "importance_beats_naive": {}}
+    for stage in ("before", "after"):
+        vs = {}
+        for d in depths:
+            imp = [r[stage] for r in rows if r["depth"] == d and r["method"] == "importance" and r.get(stage) is not None]
+            naive = [r[stage] for r in rows
+                     if r["depth"] == d and r["method"] in NAIVE_METHODS and r.get(stage) is not None]
+            if imp and naive:
+                vs[d] = {"importance": imp[0], "best_naive": max(naive), "margin": imp[0] - max(naive)}
+        out["importance_vs_naive"][stage] = vs
+        # at least as good everywhere, better somewhere (where it keeps a naive rule's blocks, it ties)
         margins = [v["margin"] for v in vs.values()]
-        out["importance_beats_naive"] = min(margins) >= 0 and max(margins) > 0
+        out["importance_beats_naive"][stage] = (min(margins) >= 0 and max(margins) > 0) if margins else None
     n = metrics["source"]["num_layers"]
     imp_rows = {r["depth"]: r for r in rows if r["method"] == "importance"}
     if imp_rows:
@@ -350,23 +376,27 @@ def summarize(metrics: dict) -> dict:
     for s in metrics.get("scratch", []):
         if s["depth"] in imp_rows:
             pruned = score(imp_rows[s["depth"]])
-            out["scratch"][s["depth"]] = {"pruned": pruned, "scratch": s["score"], "margin": pruned - s["score"]}
+            out["scratch"][s["depth"]] = {"pruned": pruned, "scratch": s["score"], "margin": pruned - s["score"],
+                                          "pruned_compute": imp_rows[s["depth"]].get("compute"),
+                                          "scratch_compute": s.get("compute")}
     if out["scratch"]:
         out["beats_scratch"] = all(v["margin"] > 0 for v in out["scratch"].values())
     return out
 
 
 def summary_table(metrics: dict) -> str:
-    """Markdown: one row per (depth, method) with GenEval-mini before and after the fine-tune."""
+    """Markdown: one row per (depth, method) with GenEval-mini before and after the fine-tune, each
+    against the unpruned model."""
     unpruned = metrics["source"]["geneval"]
-    lines = ["| depth | method | kept blocks | pruned | + fine-tune | vs unpruned |", "|---:|---|---|---:|---:|---:|",
-             f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | – |"]
+    lines = ["| depth | method | kept blocks | pruned | vs unpruned | + fine-tune | vs unpruned |",
+             "|---:|---|---|---:|---:|---:|---:|",
+             f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | – | – |"]
     for r in metrics["variants"]:
         after = "–" if r.get("after") is None else f"{r['after']:.3f}"
         gap = "–" if r.get("after") is None else f"{r['after'] - unpruned:+.3f}"
         kept = ",".join(map(str, r["kept"]))
-        lines.append(f"| {r['depth']} | {r['method']} | {kept} | {r['before']:.3f} | {after} | {gap} |")
+        lines.append(f"| {r['depth']} | {r['method']} | {kept} | {r['before']:.3f} | {r['before'] - unpruned:+.3f} "
+                     f"| {after} | {gap} |")
     for s in metrics.get("scratch", []):
-        lines.append(f"| {s['depth']} | from scratch ({s['steps']} steps) | – | – | {s['score']:.3f} | "
-                     f"{s['score'] - unpruned:+.3f} |")
+        lines.append(f"| {s['depth']} | {s['label']} | – | – | – | {s['score']:.3f} | {s['score'] - unpruned:+.3f} |")
     return "\n".join(lines) + "\n"

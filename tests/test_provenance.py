@@ -1,0 +1,16 @@
+"""What produced a result is written with it, and never as one machine's directories."""
+
+import json
+from pathlib import Path
+
+from lab.provenance import REPO_ROOT, portable, write_json
+
+
+def test_results_record_paths_inside_the_checkout_relative_to_it(tmp_path):
+    result = {"model": REPO_ROOT / "checkpoints" / "L", "runs": [str(REPO_ROOT / "runs" / "x")],
+              "outside": str(tmp_path), "note": "checkpoints/S", "n": 3}
+    written = json.loads(write_json(result, tmp_path / "r.json").read_text())
+    assert written["model"] == str(Path("checkpoints", "L")) and written["runs"] == [str(Path("runs", "x"))]
+    assert written["outside"] == str(tmp_path) and written["note"] == "checkpoints/S" and written["n"] == 3
+    assert "commit" in written["provenance"]
+    assert portable((REPO_ROOT / "a",)) == ["a"]
