@@ -335,7 +335,8 @@ def test_a_given_scratch_model_must_have_the_compared_depth(deep_pipeline_dir, t
         experiment.run_scratch(deep_pipeline_dir, 2, tmp_path, cfg)
 
 
-def test_only_the_chosen_methods_are_fine_tuned_and_every_variant_is_scored(deep_pipeline_dir, tmp_path):
+def test_only_the_chosen_methods_are_fine_tuned_and_a_rerun_reuses_finished_scores(deep_pipeline_dir, tmp_path,
+                                                                                   monkeypatch):
     cfg = replace(experiment.QUICK, fractions=(1 / 2,), methods=("importance", "last"), finetune_methods=("importance",),
                   eval_prompt_limit=2, finetune_steps=1, finetune_batch_size=2)
     rows = experiment.run_variants(deep_pipeline_dir, table_of([0.1, 0.9, 0.2, 0.8]), tmp_path, cfg)
@@ -345,3 +346,10 @@ def test_only_the_chosen_methods_are_fine_tuned_and_every_variant_is_scored(deep
     assert all(0 <= r["before"] <= 1 for r in rows)
     assert load_pipeline(by["importance"]["pipeline"]).transformer.config.num_layers == 2
     assert by["last"]["compute"] is None  # an untrained source: no known budget
+
+    def no_scoring(*args, **kwargs):
+        raise AssertionError("a finished score was computed again")
+
+    monkeypatch.setattr("lab.evaluation.evaluate_pipeline", no_scoring)
+    again = experiment.run_variants(deep_pipeline_dir, table_of([0.1, 0.9, 0.2, 0.8]), tmp_path, cfg)
+    assert [(r["before"], r["after"]) for r in again] == [(r["before"], r["after"]) for r in rows]

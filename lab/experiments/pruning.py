@@ -181,14 +181,53 @@ def measure_importance(source: str | Path, cfg: PruningExperimentConfig) -> Impo
                             cfg.seed, cfg.sample_batch_size, source=str(source))
 
 
-def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig) -> dict:
-    """{"overall", "task_accuracy"} of GenEval-mini on the configured prompt set."""
-    from lab.evaluation import evaluate_pipeline
+def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir: str | Path | None = None) -> dict:
+    """{"overall", "task_accuracy"} of GenEval-mini on the configured prompt set.
 
+    With `cache_dir`, a score is stored there under a digest of the pipeline's weights and the
+    scoring settings and reused when asked again, so a rerun of an interrupted experiment only
+    scores what it had not."""
+    import hashlib
+    import json
+
+    from lab.evaluation import evaluate_pipeline
+    from lab.provenance import write_json
+
+    settings = {k: getattr(cfg, k) for k in ("eval_prompts", "eval_prompt_limit", "images_per_prompt", "sample_steps",
+                                             "guidance_scale", "seed")}
+    cached = None
+    if cache_dir is not None:
+        digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
+        for f in sorted(Path(pipe_dir).glob("*/*.safetensors")):
+            digest.update(f.read_bytes())
+        cached = Path(cache_dir) / f"{digest.hexdigest()[:20]}.json"
+        if cached.is_file():
+            stored = json.loads(cached.read_text())
+            return {"overall": stored["overall"], "task_accuracy": stored["task_accuracy"]}
     prompts = eval_prompt_set(cfg.eval_prompts, cfg.eval_prompt_limit)
     report, _ = evaluate_pipeline(load_pipeline(pipe_dir), prompts, cfg.images_per_prompt, cfg.sampler, cfg.seed,
                                   progress=False)
-    return {"overall": report.overall, "task_accuracy": report.task_accuracy}
+    score = {"overall": report.overall, "task_accuracy": report.task_accuracy}
+    if cached is not None:
+        write_json({**score, "pipeline": str(pipe_dir), "settings": settings}, cached)
+    return score
+
+
+def score_cache(work_dir: str | Path) -> Path:
+    """Where `geneval_score` keeps the experiment's scores: `work_dir/scores`."""
+    return Path(work_dir) / "scores"
+
+
+def finetune(cfg: PruningExperimentConfig, pruned: str | Path, run_dir: str | Path, progress: bool = False) -> Path:
+    """The recovery fine-tune of the pipeline in `pruned`, trained in `run_dir`. A run left there
+    with the same config is resumed (exactly, or just reused when finished); any other starts over.
+    Returns the fine-tuned pipeline directory."""
+    from lab.train import TrainConfig, train
+
+    ft = finetune_config(cfg, pruned)
+    saved = Path(run_dir) / "train_config.yaml"
+    same = saved.is_file() and load_config(TrainConfig, saved) == ft
+    return train(ft, run_dir, resume=same, progress=progress)
 
 
 def finetune_config(cfg: PruningExperimentConfig, init_from: str | Path):
@@ -212,31 +251,33 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
     method is in `cfg.finetune_methods`.
 
     Writes `work_dir/keep-<blocks>/pruned` (the pruned pipeline) and `.../finetune` (the trainer's
-    run) once per distinct set of kept blocks. Returns the plan's dicts with "before", "after"
+    run) once per distinct set of kept blocks; scores go to `score_cache(work_dir)`, so rerunning an
+    interrupted experiment in the same `work_dir` redoes only what is missing. Returns the plan's
+    dicts with "before", "after"
     (overall scores; "after" None when not fine-tuned), "task_accuracy_before", "task_accuracy_after",
     "finetune_seconds", "pipeline", and "compute" (the model's lineage in block-images,
     `lab.zoo.training_cost`; None if unknown).
     """
-    from lab.train import train
     from lab.zoo import training_cost
 
     pipe = load_pipeline(source)
     plan = plan_variants(num_blocks(pipe.transformer), table, cfg)
+    scores = score_cache(work_dir)
     done: dict[tuple[int, ...], dict] = {}
     for v in plan:
         key = tuple(v["kept"])
         run = Path(work_dir) / ("keep-" + "-".join(map(str, key)))
         if key not in done:
             pruned = save_pruned(pipe, key, run / "pruned", {"source": str(source), "by": v["method"]})
-            before = geneval_score(pruned, cfg)
+            before = geneval_score(pruned, cfg, scores)
             done[key] = {"before": before["overall"], "after": None, "task_accuracy_before": before["task_accuracy"],
                          "task_accuracy_after": None, "finetune_seconds": None, "pipeline": str(pruned),
                          "compute": training_cost(pruned)}
         if v["method"] in cfg.finetune_methods and done[key]["after"] is None:
             start = time.perf_counter()
-            tuned = train(finetune_config(cfg, run / "pruned"), run / "finetune", resume=False, progress=progress)
+            tuned = finetune(cfg, run / "pruned", run / "finetune", progress)
             seconds = time.perf_counter() - start
-            after = geneval_score(tuned, cfg)
+            after = geneval_score(tuned, cfg, scores)
             done[key].update(after=after["overall"], task_accuracy_after=after["task_accuracy"],
                              finetune_seconds=seconds, pipeline=str(tuned), compute=training_cost(tuned))
     return [{**v, **done[tuple(v["kept"])]} for v in plan]
@@ -275,7 +316,7 @@ def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: Pruni
         if found != depth:
             raise ValueError(f"scratch_model {cfg.scratch_model} has {found} blocks; the comparison needs {depth} "
                              f"(the smallest pruned depth)")
-        score, compute = geneval_score(model, cfg), training_cost(model)
+        score, compute = geneval_score(model, cfg, score_cache(work_dir)), training_cost(model)
         steps = None
         label = f"{cfg.scratch_model} from scratch"
     else:
@@ -293,7 +334,7 @@ def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: Pruni
         init = fresh_pipeline_dir(source, run / "init", depth, cfg.seed)
         model = train(replace(base, init_from=str(init), steps=steps, seed=cfg.seed), run / "train", resume=False,
                       progress=progress)
-        score, compute = geneval_score(model, cfg), depth * steps * base.batch_size
+        score, compute = geneval_score(model, cfg, score_cache(work_dir)), depth * steps * base.batch_size
         label = f"{depth} blocks from scratch ({steps} steps)"
     return {"label": label, "depth": depth, "steps": steps, "compute": compute, "score": score["overall"],
             "task_accuracy": score["task_accuracy"], "pipeline": str(model)}
@@ -308,7 +349,7 @@ def run_pruning_experiment(source: str | Path, work_dir: str | Path, cfg: Prunin
     """
     quiet_hub_logging()
     table = table if table is not None else measure_importance(source, cfg)
-    base = geneval_score(source, cfg)
+    base = geneval_score(source, cfg, score_cache(work_dir))
     variants = run_variants(source, table, work_dir, cfg, progress)
     scratch = run_scratch(source, scratch_depth(source, cfg), work_dir, cfg, progress)
     return assemble_metrics(cfg, source, base, table, variants, scratch)
