@@ -37,7 +37,10 @@ def load_config(cls, path: str | Path | None = None, **overrides):
 
 
 def save_config(cfg, path: str | Path) -> None:
-    Path(path).write_text(yaml.safe_dump(config_dict(cfg), sort_keys=False))
+    """Writes `cfg` as YAML; paths inside the checkout relative to it (they may be shipped)."""
+    from lab.provenance import portable
+
+    Path(path).write_text(yaml.safe_dump(portable(config_dict(cfg)), sort_keys=False))
 
 
 def config_dict(cfg) -> dict:

@@ -14,3 +14,11 @@ def test_results_record_paths_inside_the_checkout_relative_to_it(tmp_path):
     assert written["outside"] == str(tmp_path) and written["note"] == "checkpoints/S" and written["n"] == 3
     assert "commit" in written["provenance"]
     assert portable((REPO_ROOT / "a",)) == ["a"]
+
+
+def test_saved_configs_record_checkout_paths_relative_to_it(tmp_path):
+    from lab.config import load_config, save_config
+    from lab.train import TrainConfig
+
+    save_config(TrainConfig(init_from=str(REPO_ROOT / "runs" / "L_init")), tmp_path / "c.yaml")
+    assert load_config(TrainConfig, tmp_path / "c.yaml").init_from == str(Path("runs", "L_init"))

@@ -222,11 +222,12 @@ def finetune(cfg: PruningExperimentConfig, pruned: str | Path, run_dir: str | Pa
     """The recovery fine-tune of the pipeline in `pruned`, trained in `run_dir`. A run left there
     with the same config is resumed (exactly, or just reused when finished); any other starts over.
     Returns the fine-tuned pipeline directory."""
+    from lab.provenance import portable
     from lab.train import TrainConfig, train
 
     ft = finetune_config(cfg, pruned)
     saved = Path(run_dir) / "train_config.yaml"
-    same = saved.is_file() and load_config(TrainConfig, saved) == ft
+    same = saved.is_file() and portable(config_dict(load_config(TrainConfig, saved))) == portable(config_dict(ft))
     return train(ft, run_dir, resume=same, progress=progress)
 
 
