@@ -52,7 +52,8 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
                            f"{sum(p.numel() for p in pipe.transformer.parameters()) / 1e6:.2f}M parameters",
             "training": f"{log[-1]['step']} steps, final loss {log[-1]['loss']:.4f} "
                         f"(mean of last 100: {sum(r['loss'] for r in log[-100:]) / len(log[-100:]):.4f})",
-            "evaluation": f"{images_per_prompt} images per prompt, seeds 0.., 20 DPM-Solver steps, CFG 4.5",
+            "evaluation": f"{images_per_prompt} image{'s' if images_per_prompt > 1 else ''} per prompt, seeds 0.., "
+                          "20 DPM-Solver steps, CFG 4.5",
         }
         write_model_card(tmp / "README.md", name, summary, {f"GenEval-mini {s}": r for s, r in reports.items()},
                          reproduce, details)

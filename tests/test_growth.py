@@ -218,20 +218,23 @@ def test_summary_checks_the_papers_loss_target_against_from_scratch():
     assert summarize_never["loss_target_met"] is False
 
 
-def test_full_set_target_is_read_from_the_shipped_models_cards(tmp_path):
-    def card(name, overall, images=4):
+def test_full_set_target_is_read_from_the_shipped_models_cards_at_equal_images_per_prompt(tmp_path):
+    def card(name, correct_by_index, tags=("colors", "counting")):
+        """A stored report: per prompt (one per tag), image i correct as correct_by_index[i]."""
+        images = [{"prompt_index": p, "tag": t, "correct": c}
+                  for p, t in enumerate(tags) for c in correct_by_index]
+        n = len(correct_by_index)
         (tmp_path / name).mkdir(exist_ok=True)
-        (tmp_path / name / "geneval_full.json").write_text(json.dumps({"overall": overall, "images_per_prompt": images}))
+        (tmp_path / name / "geneval_full.json").write_text(json.dumps(
+            {"overall": sum(correct_by_index) / n, "images_per_prompt": n, "images": images}))
 
     assert experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L") is None  # no cards yet
-    card("S", 0.47), card("L", 0.53)
+    card("S", [False, True, True, True]), card("L", [True, True, True, False])
     got = experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")
-    assert got["gain"] == pytest.approx(0.06) and got["target_met"] and got["images_per_prompt"] == 4
-    card("L", 0.50)
-    assert not experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")["target_met"]
-    card("L", 0.60, images=1)
-    with pytest.raises(ValueError, match="4 and 1 images per prompt"):
-        experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")
+    assert got["gain"] == pytest.approx(0.0) and not got["target_met"] and got["images_per_prompt"] == 4
+    card("L", [True])  # one image per prompt: S is scored on its first image of each prompt too
+    got = experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L")
+    assert (got["source"], got["grown"], got["images_per_prompt"], got["target_met"]) == (0.0, 1.0, 1, True)
 
 
 def test_full_mode_without_a_trained_source_says_how_to_make_one(tmp_path):
