@@ -52,3 +52,15 @@ def test_training_cost_adds_up_block_images_along_growth_and_pruning(tiny_vae_di
     shipped = tmp_path / "zoo" / "L"
     assert json.loads((shipped / "growth.json").read_text())["source"] == str(s)  # L_init is not shipped
     assert training_cost(shipped) == 28
+
+
+def test_shipped_L_records_its_lineage_and_loads_at_any_depth_from_its_ranking():
+    from lab.provenance import REPO_ROOT
+    from lab.pruning import ImportanceTable, load_pruned
+
+    L = REPO_ROOT / "checkpoints" / "L"
+    assert training_cost(L) == 8 * 2500 * 64 + 24 * 1200 * 64  # S's run, then L's own
+    ranking = ImportanceTable.load(L / "importance.json")
+    pipe = load_pruned(L, 12, ranking=L / "importance.json")
+    assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 12
+    assert ranking.num_blocks == 24
