@@ -47,3 +47,9 @@ class RunLog:
 
 def read_log(path: str | Path) -> list[dict]:
     return [json.loads(ln) for ln in Path(path).read_text().splitlines() if ln.strip()]
+
+
+def training_seconds(path: str | Path, batch_size: int) -> float:
+    """Wall-clock seconds the steps in the log took (batch / images-per-second summed), whether
+    they ran in one go or across resumes."""
+    return sum(batch_size / r["images_per_s"] for r in read_log(path))

@@ -259,6 +259,7 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
     "finetune_seconds", "pipeline", and "compute" (the model's lineage in block-images,
     `lab.zoo.training_cost`; None if unknown).
     """
+    from lab.runlog import training_seconds
     from lab.zoo import training_cost
 
     pipe = load_pipeline(source)
@@ -275,9 +276,8 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
                          "task_accuracy_after": None, "finetune_seconds": None, "pipeline": str(pruned),
                          "compute": training_cost(pruned)}
         if v["method"] in cfg.finetune_methods and done[key]["after"] is None:
-            start = time.perf_counter()
             tuned = finetune(cfg, run / "pruned", run / "finetune", progress)
-            seconds = time.perf_counter() - start
+            seconds = training_seconds(run / "finetune" / "train_log.jsonl", finetune_config(cfg, run / "pruned").batch_size)
             after = geneval_score(tuned, cfg, scores)
             done[key].update(after=after["overall"], task_accuracy_after=after["task_accuracy"],
                              finetune_seconds=seconds, pipeline=str(tuned), compute=training_cost(tuned))
