@@ -13,12 +13,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent  # the lab's checkout: relati
 
 
 def git_commit(short: bool = True) -> str:
-    """The commit of the lab's checkout (with `+dirty` if it has uncommitted changes), or `unknown`."""
+    """The commit of the lab's checkout (with `+dirty` if it has uncommitted changes outside
+    reports/), or `unknown`."""
     root = REPO_ROOT
     try:
         args = ["git", "-C", str(root), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        # results being rewritten under reports/ do not make the code that writes them dirty
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                                ".", ":!reports"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
