@@ -12,6 +12,13 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parent.parent  # the lab's checkout: relative config/checkpoint paths start here
 
 
+def repo_path(path: str | os.PathLike) -> Path:
+    """`path` as given when absolute or present from here, else relative to the repository root
+    (how configs, records and notebooks name checkpoints: `checkpoints/L`)."""
+    path = Path(path)
+    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
+
+
 def git_commit(short: bool = True) -> str:
     """The commit of the lab's checkout (with `+dirty` if it has uncommitted changes outside
     reports/), or `unknown`."""

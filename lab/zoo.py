@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from lab.checkpoint import atomic_directory
-from lab.provenance import REPO_ROOT
+from lab.provenance import REPO_ROOT, repo_path
 
 CHECKPOINTS = REPO_ROOT / "checkpoints"
 LINEAGE_RECORDS = ("growth.json", "pruning.json")  # written by lab grow / lab prune; "source" names the parent
@@ -60,19 +60,13 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
     return {s: r.overall for s, r in reports.items()}
 
 
-def _resolve(path: str | Path) -> Path:
-    """`path` as given when absolute or present from here, else relative to the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
-
-
 def _init_from(config: Path) -> Path | None:
     import yaml
 
     if not config.is_file():
         return None
     init = (yaml.safe_load(config.read_text()) or {}).get("init_from")
-    return _resolve(init) if init else None
+    return repo_path(init) if init else None
 
 
 def lineage_record(model_dir: str | Path | None) -> Path | None:
@@ -107,7 +101,7 @@ def training_cost(model_dir: str | Path) -> int | None:
         start = _init_from(config)
     record = lineage_record(model_dir) or lineage_record(start)
     if record is not None:
-        parent = _resolve(json.loads(record.read_text())["source"])
+        parent = repo_path(json.loads(record.read_text())["source"])
     elif start is not None and (start / "train_config.yaml").is_file():
         parent = start  # trained on from a shipped model
     elif config is None:

@@ -22,3 +22,12 @@ def test_saved_configs_record_checkout_paths_relative_to_it(tmp_path):
 
     save_config(TrainConfig(init_from=str(REPO_ROOT / "runs" / "L_init")), tmp_path / "c.yaml")
     assert load_config(TrainConfig, tmp_path / "c.yaml").init_from == str(Path("runs", "L_init"))
+
+
+def test_repo_path_finds_checkout_paths_from_any_working_directory(tmp_path, monkeypatch):
+    from lab.provenance import repo_path
+
+    monkeypatch.chdir(tmp_path)
+    assert repo_path("checkpoints/S") == REPO_ROOT / "checkpoints" / "S"
+    (tmp_path / "here").mkdir()
+    assert repo_path("here") == Path("here") and repo_path(tmp_path) == tmp_path

@@ -30,7 +30,7 @@ from pathlib import Path
 from lab.config import config_dict, load_config
 from lab.experiments.growth import eval_prompt_set, fresh_pipeline_dir, quick_source
 from lab.model import load_pipeline, quiet_hub_logging
-from lab.provenance import REPO_ROOT
+from lab.provenance import repo_path
 from lab.pruning import METHODS, ImportanceTable, block_importance, num_blocks, save_pruned, select_blocks
 from lab.sampling import SamplerConfig
 
@@ -110,12 +110,6 @@ def source_model(model: str | Path, mode: str, work_dir: str | Path) -> Path:
 def source_label(model: str | Path, source: str | Path) -> str:
     """How figures name the model: `model` itself, or the quick stand-in used in its place."""
     return str(model) if repo_path(model) == Path(source) else f"untrained tiny stand-in (no {model})"
-
-
-def repo_path(path: str | Path) -> Path:
-    """`path` as given when absolute or present from here, else relative to the repository root."""
-    path = Path(path)
-    return path if path.is_absolute() or path.exists() else REPO_ROOT / path
 
 
 def target_depths(num: int, fractions) -> list[int]:
@@ -265,6 +259,7 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
     pipe = load_pipeline(source)
     plan = plan_variants(num_blocks(pipe.transformer), table, cfg)
     scores = score_cache(work_dir)
+    finetune_batch = finetune_config(cfg, source).batch_size
     done: dict[tuple[int, ...], dict] = {}
     for v in plan:
         key = tuple(v["kept"])
@@ -277,7 +272,7 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
                          "compute": training_cost(pruned)}
         if v["method"] in cfg.finetune_methods and done[key]["after"] is None:
             tuned = finetune(cfg, run / "pruned", run / "finetune", progress)
-            seconds = training_seconds(run / "finetune" / "train_log.jsonl", finetune_config(cfg, run / "pruned").batch_size)
+            seconds = training_seconds(run / "finetune" / "train_log.jsonl", finetune_batch)
             after = geneval_score(tuned, cfg, scores)
             done[key].update(after=after["overall"], task_accuracy_after=after["task_accuracy"],
                              finetune_seconds=seconds, pipeline=str(tuned), compute=training_cost(tuned))
