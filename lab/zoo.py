@@ -110,3 +110,51 @@ def training_cost(model_dir: str | Path) -> int | None:
         return own  # trained from a fresh transformer
     before = training_cost(parent)
     return None if before is None else own + before
+
+
+PRUNED_SEPARATOR = "@"  # "L@12": shipped model L pruned on load to 12 blocks
+IMPORTANCE_RECORD = "importance.json"  # the block ranking shipped beside a model that prunes on load
+
+
+def model_dir(spec: str | Path) -> Path:
+    """The directory of a model named by `spec`: a path (from the working directory, else the
+    repository root) or a shipped name (`S`, `L`); `@depth` suffixes are not part of it."""
+    path = repo_path(spec)
+    if path.is_dir():
+        return path
+    shipped = CHECKPOINTS / str(spec)
+    if shipped.is_dir():
+        return shipped
+    names = sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "model_index.json").is_file()) if CHECKPOINTS.is_dir() else []
+    raise ValueError(f"model {str(spec)!r} does not exist: expected a SanaPipeline directory or a shipped name "
+                     f"({', '.join(names)}), optionally with @depth (e.g. L@12)")
+
+
+def split_spec(spec: str | Path) -> tuple[str, int | None]:
+    """`"L@12"` -> (`"L"`, 12); `"S"` -> (`"S"`, None). Raises ValueError on a depth that is not an integer."""
+    name, sep, depth = str(spec).rpartition(PRUNED_SEPARATOR)
+    if not sep:
+        return str(spec), None
+    if not depth.isdigit() or int(depth) < 1:
+        raise ValueError(f"model {str(spec)!r}: the depth after {PRUNED_SEPARATOR!r} must be a positive integer (e.g. L@12)")
+    return name, int(depth)
+
+
+def load_model(spec: str | Path, device: str = "cpu", dtype=None):
+    """Loads a SanaPipeline by name or path; `NAME@d` prunes it on load to d blocks with the
+    ranking in its `importance.json` (see `lab.pruning.load_pruned`)."""
+    import torch
+
+    from lab.model import load_pipeline
+    from lab.pruning import load_pruned
+
+    dtype = dtype or torch.float32
+    name, depth = split_spec(spec)
+    path = model_dir(name)
+    if depth is None:
+        return load_pipeline(path, device=device, dtype=dtype)
+    ranking = path / IMPORTANCE_RECORD
+    if not ranking.is_file():
+        raise ValueError(f"model {str(spec)!r}: {path} has no {IMPORTANCE_RECORD} to prune by; run the block "
+                         "importance notebook on it first")
+    return load_pruned(path, depth, ranking=ranking, device=device, dtype=dtype)

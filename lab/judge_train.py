@@ -1,0 +1,209 @@
+"""The lab's judge: a tiny LLaVA (CLIP vision tower + Llama decoder) trained to answer
+"Does this image match the prompt: ...? Answer yes or no." like the judge of SANA 1.5's best-of-N.
+
+    lab train-judge --config configs/judge.yaml --out checkpoints/judge
+
+It is a standard transformers model (`LlavaForConditionalGeneration` + `LlavaProcessor`, a
+word-level tokenizer with a chat template), saved with `save_pretrained`, so it loads with
+`AutoModelForImageTextToText` / `AutoProcessor` and no lab code, and `lab.judge.VLMJudge` runs it
+exactly as it runs a downloaded SmolVLM or Qwen2-VL. Training is plain next-token cross-entropy on
+the answer word, over (image, prompt, yes/no) pairs from `lab.judge_data` (class-balanced).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from lab import world
+from lab.judge import JudgeScores, VLMJudge
+
+SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
+CHAT_WORDS = ("user", "assistant", "does", "this", "image", "match", "the", "prompt", ":", "?", "answer", "yes", "or",
+              "no", ".")
+# The lab's chat template: "user : <image> QUESTION assistant : " -> the next token is the answer.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ message['role'] }} : "
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}"
+)
+PIXEL_MEAN = PIXEL_STD = (0.5, 0.5, 0.5)  # images to [-1, 1]
+
+
+@dataclass(frozen=True)
+class JudgeSize:
+    """Shape of the lab's judge. The vision tower sees (64 / patch)^2 patches; each becomes one
+    image token of the decoder."""
+
+    vision_hidden: int = 96
+    vision_layers: int = 3
+    text_hidden: int = 96
+    text_layers: int = 2
+    heads: int = 4
+    patch: int = 8  # pixels; 64x64 -> 8x8 = 64 image tokens
+    mlp_ratio: int = 4
+
+
+JUDGE_SIZES = {"tiny": JudgeSize(32, 1, 32, 1, 2, 16), "lab": JudgeSize()}
+
+
+def build_tokenizer():
+    """Word-level tokenizer over the world's words, the question's words and the chat roles."""
+    from tokenizers import Tokenizer, normalizers, pre_tokenizers
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    words = sorted(set(world.vocabulary()) | set(CHAT_WORDS))
+    vocab = {tok: i for i, tok in enumerate(list(SPECIAL.values()) + words)}
+    tok = Tokenizer(WordLevel(vocab, unk_token=SPECIAL["unk"]))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()  # splits "circle?" into "circle", "?"
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL["bos"], eos_token=SPECIAL["eos"],
+                                   unk_token=SPECIAL["unk"], pad_token=SPECIAL["pad"], padding_side="left",
+                                   extra_special_tokens={"image_token": SPECIAL["image"]})
+
+
+def build_judge(size: str | JudgeSize = "lab", seed: int = 0):
+    """A fresh (model, processor) pair of the given size (a JUDGE_SIZES key or a JudgeSize)."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    if isinstance(size, str):
+        if size not in JUDGE_SIZES:
+            raise ValueError(f"unknown judge size {size!r}; expected one of {sorted(JUDGE_SIZES)}")
+        size = JUDGE_SIZES[size]
+    tokenizer = build_tokenizer()
+    image_tokens = (world.IMAGE_SIZE // size.patch) ** 2
+    vision = CLIPVisionConfig(hidden_size=size.vision_hidden, intermediate_size=size.mlp_ratio * size.vision_hidden,
+                              num_hidden_layers=size.vision_layers, num_attention_heads=size.heads,
+                              image_size=world.IMAGE_SIZE, patch_size=size.patch, projection_dim=size.vision_hidden)
+    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size.text_hidden,
+                       intermediate_size=size.mlp_ratio * size.text_hidden, num_hidden_layers=size.text_layers,
+                       num_attention_heads=size.heads, num_key_value_heads=size.heads,
+                       max_position_embeddings=4 * image_tokens, pad_token_id=tokenizer.pad_token_id,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    # "default" drops CLIP's class token: the decoder sees exactly the patch tokens.
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(SPECIAL["image"]),
+                         image_seq_length=image_tokens, vision_feature_layer=-1, vision_feature_select_strategy="default")
+    torch.manual_seed(seed)
+    model = LlavaForConditionalGeneration(config)
+    image_processor = CLIPImageProcessor(do_resize=False, do_center_crop=False, image_mean=list(PIXEL_MEAN),
+                                         image_std=list(PIXEL_STD), size={"shortest_edge": world.IMAGE_SIZE},
+                                         crop_size={"height": world.IMAGE_SIZE, "width": world.IMAGE_SIZE})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=size.patch,
+                               vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)  # CLIP's class token, dropped by "default"
+    return model, processor
+
+
+@dataclass(frozen=True)
+class JudgeTrainConfig:
+    """One judge training run: its data (see lab.judge_data) and optimisation."""
+
+    size: str = "lab"  # JUDGE_SIZES key
+    sample_models: tuple[str, ...] = ("S", "L@12", "L", "L@8")  # generators whose samples it learns from
+    samples_per_model: tuple[int, ...] = (1536, 768, 512, 256)
+    sample_seed: int = 1_000_000_000  # lab.judge_data.JUDGE_SEED; model k uses sample_seed + k x seed_stride
+    seed_stride: int = 10_000_000
+    renders: int = 16384  # clean renders (blurred, noisy) added as cheap extra pairs
+    negatives_per_image: int = 2  # perturbed prompts paired with each image, besides its own
+    holdout_fraction: float = 0.1  # of the generated images, for the validation printed while training
+    steps: int = 3000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    eval_every: int = 500
+    seed: int = 0
+    cache: str = "runs/judge_data"  # generated samples, reused across runs
+
+
+def _lr(cfg: JudgeTrainConfig, step: int) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    t = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def answer_loss(judge: VLMJudge, batch: dict, labels: torch.Tensor, class_weight: torch.Tensor) -> torch.Tensor:
+    """Class-weighted next-token cross-entropy of the answer word ("yes" for label 1, else "no")
+    over the whole vocabulary, at the last position."""
+    logits = judge.model(**batch).logits[:, -1].float()
+    target = torch.where(labels.bool(), judge.yes_ids[0], judge.no_ids[0])
+    return (F.cross_entropy(logits, target, reduction="none") * class_weight[labels.long()]).sum() / class_weight[labels.long()].sum()
+
+
+def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -> dict:
+    """Builds the data, trains the judge and saves it (model + processor + config + log) to `out`
+    atomically. Returns the held-out validation metrics."""
+    from lab.checkpoint import atomic_directory
+    from lab.config import save_config
+    from lab.judge import reliability
+    from lab.judge_data import judge_dataset
+    from lab.runlog import RunLog
+
+    data = judge_dataset(cfg, progress=progress)
+    model, processor = build_judge(cfg.size, cfg.seed)
+    judge = VLMJudge(model, processor, name="lab judge")
+    train, val = data["train"], data["val"]
+    labels = torch.as_tensor(train.labels)
+    pos = float(labels.float().mean())
+    class_weight = torch.tensor([0.5 / (1 - pos), 0.5 / pos])  # each answer weighs half
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rng = np.random.default_rng(cfg.seed)
+    out = Path(out)
+    with atomic_directory(out) as tmp:
+        log = RunLog(tmp / "train_log.jsonl")
+        bar = tqdm(range(cfg.steps), desc="train judge", disable=not progress)
+        for step in bar:
+            model.train()
+            idx = rng.integers(len(train), size=cfg.batch_size)
+            batch = judge.inputs(train.images_of(idx), [train.prompts[i] for i in idx])
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step)
+            loss = answer_loss(judge, batch, labels[idx], class_weight)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            row = {"loss": loss.item(), "lr": _lr(cfg, step)}
+            if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
+                model.eval()
+                scores = judge.score(val.images_of(np.arange(len(val))), val.prompts)
+                metrics = reliability(scores, val.labels, val.tasks)
+                row["val_balanced_accuracy"] = metrics["overall"]["balanced_accuracy"]
+                row["val_auc"] = metrics["overall"]["auc"]
+                bar.set_postfix(bal_acc=f"{row['val_balanced_accuracy']:.3f}", auc=f"{row['val_auc']:.3f}")
+            log.step(step + 1, cfg.batch_size, **row)
+        model.eval()
+        model.save_pretrained(tmp)
+        processor.save_pretrained(tmp)
+        save_config(cfg, tmp / "train_config.yaml")
+    return metrics
+
+
+def score_pairs(judge, pairs, batch_size: int = 256) -> JudgeScores:
+    """Judge scores of every (image, prompt) pair of a `lab.judge_data.Pairs`."""
+    parts = [judge.score(pairs.images_of(np.arange(i, min(i + batch_size, len(pairs)))), pairs.prompts[i : i + batch_size])
+             for i in range(0, len(pairs), batch_size)]
+    return JudgeScores.concat(parts)
+
+
+def quick_config(cfg: JudgeTrainConfig) -> JudgeTrainConfig:
+    """A seconds-long smoke-test variant of `cfg` (tests, quick notebooks): a tiny judge on renders only."""
+    return replace(cfg, size="tiny", sample_models=(), samples_per_model=(), renders=256, steps=4, batch_size=16,
+                   eval_every=4, warmup_steps=1)
