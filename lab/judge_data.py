@@ -18,13 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from lab import geneval, world
-from lab.sampling import SamplerConfig, generate
+from lab.sampling import SamplerConfig, generate_cached
 
 JUDGE_SEED = 1_000_000_000  # judge-training samples start here: far from benchmark (0..) and scaling seeds
-CHUNK = 256  # images per cached file: the unit an interrupted generation loses at most
 
 
 @dataclass
@@ -50,32 +48,16 @@ def sample_bank(model: str, n: int, seed: int, cache: str | Path, sampler: Sampl
                 progress: bool = True) -> SampleBank:
     """`n` samples of `model` (a name or path for `lab.zoo.load_model`) on training prompts;
     image i uses prompt i of `training_prompts(n, seed)` and noise seed `seed + i`. Cached under
-    `cache/<model>/` in chunks of `CHUNK` images, so a second call (or a resumed one) only
-    generates what is missing."""
+    `cache/<model>/` (`lab.sampling.generate_cached`): a second or resumed call only generates
+    what is missing."""
     from lab.zoo import load_model
 
-    folder = Path(cache) / str(model).replace("/", "_")
-    folder.mkdir(parents=True, exist_ok=True)
     prompts = training_prompts(n, seed)
-    starts = range(0, n, CHUNK)
-    missing = [s for s in starts if not (folder / f"{seed}_{s:07d}.npz").is_file()]
-    if missing:
-        pipe = load_model(model)
-        bar = tqdm(total=len(missing) * CHUNK, desc=f"judge samples {model}", unit="img", disable=not progress)
-        for s in missing:
-            chunk = prompts[s : s + CHUNK]
-            seeds = [seed + i for i in range(s, s + len(chunk))]
-            images = generate(pipe, chunk, seeds, sampler)
-            path = folder / f"{seed}_{s:07d}.npz"
-            tmp = path.with_name(path.stem + ".tmp.npz")
-            np.savez_compressed(tmp, images=images, seeds=np.array(seeds), prompts=np.array(chunk))
-            tmp.replace(path)
-            bar.update(len(chunk))
-        bar.close()
-    parts = [np.load(folder / f"{seed}_{s:07d}.npz") for s in starts]
-    images = np.concatenate([p["images"] for p in parts])[:n]
-    seeds = np.concatenate([p["seeds"] for p in parts])[:n]
-    return SampleBank(images, prompts, seeds, str(model))
+    seeds = [seed + i for i in range(n)]
+    folder = Path(cache) / str(model).replace("/", "_")
+    images, _ = generate_cached(lambda: load_model(model), prompts, seeds, folder, sampler, progress,
+                                desc=f"judge samples {model}")
+    return SampleBank(images, prompts, np.array(seeds), str(model))
 
 
 # --------------------------------------------------------------------------------------------

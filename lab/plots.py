@@ -456,3 +456,139 @@ def optimizer_memory_bars(rows: Sequence[dict], ax: Axes | None = None, title: s
     if stamp is not None and own_figure:
         stamp_figure(fig, stamp)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Inference-time scaling (lab.experiments.scaling; SANA 1.5 Figs. 8-11)
+
+SELECTOR_STYLES = {  # how each best-of-N selector is drawn: the oracle is an upper bound, never a result
+    "judge": {"ls": "-", "marker": "o", "label": "learned judge"},
+    "oracle": {"ls": "--", "marker": "^", "label": "oracle (exact evaluator)"},
+    "random": {"ls": ":", "marker": "", "label": "random choice"},
+}
+INTERVAL_ALPHA = 0.15  # opacity of 95% interval bands
+
+
+def _band(ax: Axes, xs, rows: Sequence[dict], color: str) -> None:
+    """The 95% interval of rows carrying `interval` = [lo, hi], as a shaded band."""
+    if rows and "interval" in rows[0]:
+        lo, hi = zip(*(r["interval"] for r in rows))
+        ax.fill_between(xs, lo, hi, color=color, alpha=INTERVAL_ALPHA, lw=0)
+
+
+def scaling_curves(models: dict, stamp: dict | None = None) -> Figure:
+    """GenEval-mini against N, one panel per model, one line per selector (judge, oracle, random).
+
+    Args:
+        models: {model: {"curves": {selector: [{"n", "overall", "interval"}, ...]}}} (the scaling metrics).
+    """
+    if not models:
+        raise ValueError("scaling_curves got no models")
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(PANEL_INCHES[0] * len(models), PANEL_INCHES[1] + 0.3), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(models), sharey=True))
+        for ax, (model, m) in zip(axes, models.items()):
+            for i, (selector, style) in enumerate(SELECTOR_STYLES.items()):
+                rows = m["curves"].get(selector, [])
+                if not rows:
+                    continue
+                ns = [r["n"] for r in rows]
+                ax.plot(ns, [r["overall"] for r in rows], color=f"C{i}", ls=style["ls"], marker=style["marker"], ms=4,
+                        label=style["label"])
+                _band(ax, ns, rows, f"C{i}")
+            ax.set_xscale("log", base=2)
+            ax.set_xticks(ns, [str(n) for n in ns])
+            ax.set_xlabel("candidates N")
+            ax.set_title(f"{model} ({m.get('blocks', '?')} blocks)")
+            ax.set_ylim(0, 1)
+        axes[0].set_ylabel("GenEval-mini overall")
+        axes[0].legend(loc="lower right", fontsize="small")
+    if stamp is not None:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+def steps_vs_candidates(data: dict, ax: Axes | None = None, stamp: dict | None = None) -> Figure:
+    """GenEval-mini against sampling compute per final image (NFE): more denoising steps for one
+    image vs more candidates at the default steps, judged (SANA 1.5 Fig. 9)."""
+    own_figure = ax is None
+    fig, ax = _axes_or_new(ax, PANEL_INCHES)
+    with matplotlib.rc_context(STYLE):
+        for i, (key, label) in enumerate((("steps", "more steps, 1 image"), ("candidates", "more candidates (judge)"))):
+            rows = data[key]
+            xs = [r["nfe"] for r in rows]
+            ax.plot(xs, [r["overall"] for r in rows], marker="o", ms=4, color=f"C{i}", label=label)
+            _band(ax, xs, rows, f"C{i}")
+            for r, x in zip(rows, xs):
+                ax.annotate(f"{r['steps']} steps" if key == "steps" else f"N={r['n']}", (x, r["overall"]), fontsize="x-small",
+                            xytext=(3, -9 if key == "steps" else 4), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("transformer evaluations per final image (NFE)")
+        ax.set_ylabel("GenEval-mini overall")
+        ax.set_title(f"steps vs candidates ({data['model']})")
+        ax.legend(loc="lower right", fontsize="small")
+    if stamp is not None and own_figure:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+def compute_frontier(rows: Sequence[dict], ax: Axes | None = None, stamp: dict | None = None) -> Figure:
+    """GenEval-mini against seconds per final image for every (model, N); one line per model, the
+    Pareto frontier (best accuracy at each budget) circled."""
+    own_figure = ax is None
+    fig, ax = _axes_or_new(ax, PANEL_INCHES)
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    with matplotlib.rc_context(STYLE):
+        for i, model in enumerate(models):
+            mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["seconds"])
+            ax.plot([r["seconds"] for r in mine], [r["overall"] for r in mine], marker="o", ms=4, color=f"C{i}",
+                    label=f"{model} ({mine[0]['blocks']} blocks)")
+            for r in mine:
+                ax.annotate(f"{r['n']}", (r["seconds"], r["overall"]), fontsize="x-small", xytext=(3, 3),
+                            textcoords="offset points", color=f"C{i}")
+        best = sorted((r for r in rows if r.get("pareto")), key=lambda r: r["seconds"])
+        ax.plot([r["seconds"] for r in best], [r["overall"] for r in best], "o", ms=10, mfc="none", mec="#222222",
+                label="frontier")
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds per final image (generate + judge, N candidates)")
+        ax.set_ylabel("GenEval-mini overall")
+        ax.set_title("compute-matched depth x N (labels: N)")
+        ax.legend(loc="lower right", fontsize="small")
+    if stamp is not None and own_figure:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+def judge_reliability(reliability: dict, stamp: dict | None = None) -> Figure:
+    """Two panels: balanced accuracy and AUC per task for each split (bars), and the calibration
+    curve (fraction the evaluator passes against the judge's P(yes))."""
+    from lab.world import TASKS
+
+    splits = list(reliability)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(2 * PANEL_INCHES[0], PANEL_INCHES[1] + 0.3), layout="constrained")
+        bars, calib = fig.subplots(1, 2)
+        names = [t for t in TASKS if any(t in reliability[s]["tasks"] for s in splits)] + ["overall"]
+        width = 0.8 / len(splits)
+        for i, split in enumerate(splits):
+            rows = reliability[split]["tasks"] | {"overall": reliability[split]["overall"]}
+            values = [rows.get(t, {}).get("balanced_accuracy", np.nan) for t in names]
+            xs = np.arange(len(names)) + (i - (len(splits) - 1) / 2) * width
+            bars.bar(xs, values, width, color=f"C{i}", label=f"{split}: balanced accuracy")
+            aucs = [rows.get(t, {}).get("auc", np.nan) for t in names]
+            bars.plot(xs, aucs, "_", ms=10, mew=2, color="#222222", label="AUC" if i == 0 else None)
+            c = reliability[split]["calibration"]
+            calib.plot([b["p_mean"] for b in c], [b["yes_rate"] for b in c], marker="o", ms=4, color=f"C{i}", label=split)
+        bars.axhline(0.9, **REFERENCE_STYLE)
+        bars.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=30, ha="right")
+        bars.set_ylim(0, 1.05)
+        bars.set_ylabel("agreement with the evaluator")
+        bars.legend(fontsize="x-small", loc="lower left")
+        calib.plot([0, 1], [0, 1], **REFERENCE_STYLE)
+        calib.set_xlabel("judge P(yes)")
+        calib.set_ylabel("fraction the evaluator passes")
+        calib.set_title("calibration")
+        calib.legend(fontsize="small")
+    if stamp is not None:
+        stamp_figure(fig, stamp)
+    return fig

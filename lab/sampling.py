@@ -105,6 +105,11 @@ def generate(
     return np.concatenate(out)
 
 
+def nfe_per_image(sampler: SamplerConfig) -> int:
+    """Transformer evaluations per image (NFE): one per step, two with classifier-free guidance."""
+    return sampler.steps * (2 if sampler.guidance_scale > 1 else 1)
+
+
 def candidate_seeds(seed: int, n: int) -> list[int]:
     """Seeds of n candidates: candidate i uses seed + i."""
     return [seed + i for i in range(n)]
@@ -113,3 +118,54 @@ def candidate_seeds(seed: int, n: int) -> list[int]:
 def benchmark_seeds(base_seed: int, num_prompts: int, images_per_prompt: int) -> list[int]:
     """Seeds for a benchmark run: image j of prompt p uses base + p x images_per_prompt + j."""
     return [base_seed + p * images_per_prompt + j for p in range(num_prompts) for j in range(images_per_prompt)]
+
+
+CACHE_CHUNK = 256  # images per cached file: the most an interrupted generation loses
+
+
+def generate_cached(load_pipe, prompts: Sequence[str], seeds: Sequence[int], folder, sampler: SamplerConfig = SamplerConfig(),
+                    progress: bool = True, desc: str = "generate") -> tuple[np.ndarray, float]:
+    """`generate`, cached on disk in chunks of CACHE_CHUNK images, so a long generation that is
+    interrupted (or repeated) only makes what is missing. The folder name must identify the model;
+    each chunk is keyed by a digest of its prompts, seeds and sampler settings.
+
+    Args:
+        load_pipe: a callable returning the pipeline, called only when something is missing.
+        folder: the cache directory of this model.
+    Returns:
+        (images (N, H, W, 3) uint8, seconds per image measured while generating, NaN if all cached).
+    """
+    import hashlib
+    import json
+    import time
+    from pathlib import Path
+
+    prompts, seeds = list(prompts), [int(s) for s in seeds]
+    if len(prompts) != len(seeds):
+        raise ValueError(f"{len(prompts)} prompts but {len(seeds)} seeds; give one seed per image")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for start in range(0, len(prompts), CACHE_CHUNK):
+        key = json.dumps([prompts[start : start + CACHE_CHUNK], seeds[start : start + CACHE_CHUNK], sampler.steps,
+                          sampler.guidance_scale])
+        paths.append((start, folder / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"))
+    missing = [(s, p) for s, p in paths if not p.is_file()]
+    seconds, made = 0.0, 0
+    if missing:
+        pipe = load_pipe()
+        bar = tqdm(total=sum(min(CACHE_CHUNK, len(prompts) - s) for s, _ in missing), desc=desc, unit="img",
+                   disable=not progress)
+        for start, path in missing:
+            end = min(start + CACHE_CHUNK, len(prompts))
+            t = time.perf_counter()
+            images = generate(pipe, prompts[start:end], seeds[start:end], sampler)
+            seconds += time.perf_counter() - t
+            made += end - start
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez_compressed(tmp, images=images)
+            tmp.replace(path)
+            bar.update(end - start)
+        bar.close()
+    images = np.concatenate([np.load(p)["images"] for _, p in paths])
+    return images, seconds / made if made else float("nan")

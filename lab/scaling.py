@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lab.judge import JudgeScores
-from lab.sampling import SamplerConfig, candidate_seeds, generate
+from lab.sampling import SamplerConfig, candidate_seeds, generate, nfe_per_image
 
 SELECTIONS = ("tournament", "topk", "score")
 MAX_CANDIDATES = 1024  # N above this is refused: a typo, not an experiment, on a CPU
@@ -150,11 +150,6 @@ class BestOfN:
                 "model_calls": self.model_calls, "blocks": self.blocks, "seconds": self.seconds}
 
 
-def nfe_per_image(sampler: SamplerConfig) -> int:
-    """Transformer evaluations per image: one per step, two with classifier-free guidance."""
-    return sampler.steps * (2 if sampler.guidance_scale > 1 else 1)
-
-
 def best_of_n_steps(pipe, prompt: str, n: int, judge, select: str = "tournament", seed: int = 0,
                     sampler: SamplerConfig = SamplerConfig(), k: int = TOPK_FINALISTS,
                     indices: list[int] | None = None) -> Iterator[BestOfN]:
@@ -217,10 +212,12 @@ def best_of_n(pipe, prompt: str, n: int, judge, select: str = "tournament", seed
             if on_update is not None:
                 on_update(result)
         return result
+    import torch
     from accelerate import PartialState
     from accelerate.utils import gather_object
 
-    state = PartialState()
+    # cpu=True on GPU-less machines: the processes then join over gloo (as the trainer does)
+    state = PartialState(cpu=not torch.cuda.is_available())
     check_n(n)
     with state.split_between_processes(list(range(n))) as mine:
         *_, share = best_of_n_steps(pipe, prompt, n, judge, select, seed, sampler, k, indices=mine)

@@ -1,0 +1,303 @@
+"""The inference-scaling experiment (SANA 1.5 section 4, Figs. 8-11), run by notebooks/scaling.ipynb.
+
+    cfg = preset(ScalingConfig, "scaling", "full")
+    metrics = run(cfg, "reports/scaling")
+    figs = figures(metrics)
+
+For every model (S, L and pruned depths of L) it generates `n_max` candidates per GenEval-mini
+prompt once (cached, resumable), has the judge score each candidate once and the evaluator
+judge each, and then reads every best-of-N off those candidates: for N dividing `n_max`, the
+candidates of a prompt form `n_max / N` disjoint groups, each picks its winner by SANA's rule
+(`lab.scaling.rank`), and accuracy is averaged over groups and prompts (GenEval's mean of tasks).
+Three selectors share the candidates: the learned judge, the oracle (the evaluator itself: an
+upper bound) and random choice (the expected single-sample accuracy).
+
+Also measured: (b) more denoising steps vs more candidates at equal sampling compute, (c) the
+compute-matched frontier over (model depth, N), (d) the judge's reliability against the evaluator
+on these held-out samples and on the `novel` prompts it never saw.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lab import geneval, world
+from lab.config import config_dict
+from lab.judge import JudgeScores, load_judge, reliability
+from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, nfe_per_image
+from lab.scaling import rank
+
+SEED = 2_000_000_000  # candidate seeds start here: apart from benchmark seeds (0..) and the judge's data
+BOOTSTRAP_SAMPLES = 1000  # resamples of prompts (within tasks) for the 95% intervals
+TIMING_BATCH = 16  # images per timed generation when measuring seconds per image
+TARGETS = {"best_of_16_L": 0.80, "gain_at_16": 0.25}  # issue 13: learned-judge best-of-16 on L; gain over N=1
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """One run. Presets: configs/experiments/scaling.yaml (quick, full)."""
+
+    models: tuple[str, ...] = ("S", "L@12", "L")  # lab.zoo.load_model specs
+    prompts: str = "full"  # GenEval-mini prompt set
+    prompt_limit: int = 0  # 0 = all; else the first this many in task round-robin order (`interleaved`)
+    n_max: int = 16  # candidates per prompt and model
+    ns: tuple[int, ...] = (1, 2, 4, 8, 16)  # best-of-N read off the candidates; each must divide n_max
+    judge: str = "checkpoints/judge"  # lab.judge.load_judge spec
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    steps_sweep: tuple[int, ...] = (5, 10, 20, 40)  # (b): one image per prompt at each of these step counts
+    novel_per_prompt: int = 4  # (d): images per novel prompt for the judge's generalisation split (0 = skip)
+    seed: int = SEED
+    work_dir: str = "runs/scaling"  # candidate cache, reused across runs and sessions
+
+    def __post_init__(self):
+        bad = [n for n in self.ns if n < 1 or self.n_max % n]
+        if bad:
+            raise ValueError(f"ns {list(bad)} do not divide n_max = {self.n_max}; expected divisors such as 1, 2, 4")
+
+
+def interleaved(prompts: list[world.Prompt], limit: int = 0) -> list[world.Prompt]:
+    """The prompts in task round-robin order (one of each task in turn), the first `limit` of them
+    (0 = all). Any prefix is balanced across tasks, and a longer run extends a shorter one, so the
+    candidate cache of a 128-prompt run is reused by the full set's."""
+    by_task = [[p for p in prompts if p.task == t] for t in world.TASKS]
+    order = [q[i] for i in range(max(map(len, by_task))) for q in by_task if i < len(q)]
+    return order[:limit] if limit else order
+
+
+def model_cache(cfg: ScalingConfig, model: str) -> Path:
+    """Cache folder of one model's samples (its weights' fingerprint in the name: retrained models never reuse)."""
+    from lab.zoo import model_dir, split_spec
+
+    name, _ = split_spec(model)
+    weights = model_dir(name) / "transformer" / "diffusion_pytorch_model.safetensors"
+    stamp = f"{weights.stat().st_size}-{int(weights.stat().st_mtime)}" if weights.is_file() else "unknown"
+    return Path(cfg.work_dir) / f"{str(model).replace('/', '_')}-{stamp}"
+
+
+def candidates(cfg: ScalingConfig, model: str, prompts: list[world.Prompt], progress: bool = True) -> np.ndarray:
+    """(P, n_max, H, W, 3) uint8: candidate j of prompt p uses seed `cfg.seed + p * n_max + j`."""
+    from lab.zoo import load_model
+
+    texts = [p.text for p in prompts for _ in range(cfg.n_max)]
+    seeds = benchmark_seeds(cfg.seed, len(prompts), cfg.n_max)
+    images, _ = generate_cached(lambda: load_model(model), texts, seeds, model_cache(cfg, model), cfg.sampler, progress,
+                                desc=f"candidates {model}")
+    return images.reshape(len(prompts), cfg.n_max, *images.shape[1:])
+
+
+def judge_all(judge, images: np.ndarray, prompts: list[world.Prompt]) -> tuple[JudgeScores, np.ndarray]:
+    """Judge scores and evaluator verdicts of (P, K, ...) candidates, flattened prompt-major (P x K,)."""
+    flat = images.reshape(-1, *images.shape[2:])
+    texts = [p.text for p in prompts for _ in range(images.shape[1])]
+    scores = JudgeScores.concat([judge.score(flat[i : i + 256], texts[i : i + 256]) for i in range(0, len(flat), 256)])
+    correct = np.array([v.correct for v in geneval.evaluate(flat, [p for p in prompts for _ in range(images.shape[1])]).verdicts])
+    return scores, correct
+
+
+def overall_with_interval(per_prompt: np.ndarray, tasks: list[str], seed: int = 0) -> dict:
+    """GenEval's overall (mean of per-task means) of per-prompt accuracies (P,), with a 95%
+    bootstrap interval from resampling prompts within each task."""
+    tasks = np.asarray(tasks)
+    groups = [np.flatnonzero(tasks == t) for t in world.TASKS if (tasks == t).any()]
+    point = float(np.mean([per_prompt[g].mean() for g in groups]))
+    rng = np.random.default_rng(seed)
+    boots = np.mean([[per_prompt[rng.choice(g, len(g))].mean() for g in groups] for _ in range(BOOTSTRAP_SAMPLES)], axis=1)
+    lo, hi = np.percentile(boots, [2.5, 97.5])
+    by_task = {t: float(per_prompt[tasks == t].mean()) for t in world.TASKS if (tasks == t).any()}
+    return {"overall": point, "interval": [float(lo), float(hi)], "tasks": by_task}
+
+
+def selection_curves(scores: JudgeScores, correct: np.ndarray, tasks: list[str], n_max: int, ns) -> dict:
+    """Accuracy of best-of-N by selector, for each N in `ns`.
+
+    Args:
+        scores, correct: per candidate, prompt-major (P x n_max,).
+    Returns:
+        {"judge" | "oracle" | "random": [{"n": N} | overall_with_interval(...), ...]}.
+    """
+    correct = correct.reshape(-1, n_max)
+    out: dict[str, list] = {"judge": [], "oracle": [], "random": []}
+    for n in ns:
+        groups = correct.reshape(len(correct), n_max // n, n)  # (P, G, N)
+        picked = np.zeros(groups.shape[:2], bool)
+        for p in range(len(correct)):
+            for g in range(n_max // n):
+                idx = np.arange(p * n_max + g * n, p * n_max + (g + 1) * n)
+                picked[p, g] = groups[p, g, rank(scores.take(idx))[0][0]]
+        out["judge"].append({"n": n} | overall_with_interval(picked.mean(1), tasks))
+        out["oracle"].append({"n": n} | overall_with_interval(groups.any(2).mean(1), tasks))
+        out["random"].append({"n": n} | overall_with_interval(groups.mean((1, 2)), tasks))
+    return out
+
+
+def seconds_per_image(models, sampler: SamplerConfig, prompt: str = "a photo of two circles") -> dict[str, float]:
+    """Generation seconds per image of each model at batch TIMING_BATCH, measured side by side
+    (interleaved, best of two) so the ratios hold on a noisy machine."""
+    from lab.sampling import generate
+    from lab.zoo import load_model
+
+    pipes = {m: load_model(m) for m in models}
+    best = {m: float("inf") for m in models}
+    for _ in range(2):
+        for m, pipe in pipes.items():
+            t = time.perf_counter()
+            generate(pipe, [prompt] * TIMING_BATCH, range(TIMING_BATCH), sampler)
+            best[m] = min(best[m], (time.perf_counter() - t) / TIMING_BATCH)
+    return best
+
+
+def judge_seconds_per_image(judge, images: np.ndarray, prompt: str) -> float:
+    t = time.perf_counter()
+    judge.score(images, [prompt] * len(images))
+    return (time.perf_counter() - t) / len(images)
+
+
+def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True) -> dict:
+    """Runs the experiment; writes `out/metrics.json` when `out` is given. Returns the metrics."""
+    from lab.provenance import write_json
+    from lab.zoo import load_model
+
+    prompts = interleaved(world.load_prompts(cfg.prompts), cfg.prompt_limit)
+    tasks = [p.task for p in prompts]
+    judge = load_judge(cfg.judge)
+    metrics = {"config": config_dict(cfg) | {"sampler": config_dict(cfg.sampler)}, "judge": judge.name,
+               "num_prompts": len(prompts), "models": {}}
+    all_scores, all_correct, all_tasks = [], [], []
+    for model in cfg.models:
+        images = candidates(cfg, model, prompts, progress)
+        scores, correct = judge_all(judge, images, prompts)
+        pipe = load_model(model)
+        blocks = len(pipe.transformer.transformer_blocks)
+        metrics["models"][model] = {"blocks": blocks, "curves": selection_curves(scores, correct, tasks, cfg.n_max, cfg.ns),
+                                    "reliability": reliability(scores, correct, np.repeat(tasks, cfg.n_max))}
+        all_scores.append(scores)
+        all_correct.append(correct)
+        all_tasks += np.repeat(tasks, cfg.n_max).tolist()
+    metrics["reliability"] = {"held_out": reliability(JudgeScores.concat(all_scores), np.concatenate(all_correct), all_tasks)}
+    if cfg.novel_per_prompt:
+        metrics["reliability"]["novel"] = novel_reliability(cfg, judge, progress)
+    metrics["steps_vs_candidates"] = steps_vs_candidates(cfg, prompts, metrics, progress)
+    metrics["timing"] = timing(cfg, judge, prompts)
+    metrics["frontier"] = frontier(cfg, metrics)
+    metrics["targets"] = check_targets(cfg, metrics)
+    if out is not None:
+        write_json(metrics, Path(out) / "metrics.json")
+    return metrics
+
+
+def novel_reliability(cfg: ScalingConfig, judge, progress: bool) -> dict:
+    """The judge on the first model's samples of the `novel` prompts (colour-shape pairs that no
+    model and not the judge saw in training)."""
+    from lab.zoo import load_model
+
+    novel = interleaved(world.load_prompts("novel"), cfg.prompt_limit)
+    model = cfg.models[0]
+    texts = [p.text for p in novel for _ in range(cfg.novel_per_prompt)]
+    seeds = benchmark_seeds(cfg.seed, len(novel), cfg.novel_per_prompt)
+    images, _ = generate_cached(lambda: load_model(model), texts, seeds, model_cache(cfg, model) / "novel", cfg.sampler,
+                                progress, desc=f"novel {model}")
+    images = images.reshape(len(novel), cfg.novel_per_prompt, *images.shape[1:])
+    scores, correct = judge_all(judge, images, novel)
+    return reliability(scores, correct, np.repeat([p.task for p in novel], cfg.novel_per_prompt)) | {"model": model}
+
+
+def steps_vs_candidates(cfg: ScalingConfig, prompts: list[world.Prompt], metrics: dict, progress: bool) -> dict:
+    """(b) On the first model: accuracy of one image at each step count of `steps_sweep` (candidate
+    0's seed), against best-of-N at the sampler's steps, both by sampling compute per final image
+    (transformer evaluations, NFE)."""
+    from dataclasses import replace
+
+    from lab.zoo import load_model
+
+    model = cfg.models[0]
+    texts = [p.text for p in prompts]
+    seeds = [cfg.seed + i * cfg.n_max for i in range(len(prompts))]
+    steps_rows = []
+    for steps in cfg.steps_sweep:
+        sampler = replace(cfg.sampler, steps=steps)
+        images, _ = generate_cached(lambda: load_model(model), texts, seeds, model_cache(cfg, model) / f"steps{steps}", sampler,
+                                    progress, desc=f"{model} at {steps} steps")
+        correct = np.array([v.correct for v in geneval.evaluate(images, prompts).verdicts], float)
+        steps_rows.append({"steps": steps, "nfe": nfe_per_image(sampler)} | overall_with_interval(correct, [p.task for p in prompts]))
+    candidate_rows = [r | {"nfe": r["n"] * nfe_per_image(cfg.sampler)} for r in metrics["models"][model]["curves"]["judge"]]
+    return {"model": model, "steps": steps_rows, "candidates": candidate_rows}
+
+
+def timing(cfg: ScalingConfig, judge, prompts: list[world.Prompt]) -> dict:
+    """Seconds per generated image of each model (side by side) and per judged image."""
+    per_model = seconds_per_image(cfg.models, cfg.sampler)
+    sample = np.stack([world.render_prompt(p, i) for i, p in enumerate(prompts[:TIMING_BATCH])])
+    return {"generate_seconds_per_image": per_model,
+            "judge_seconds_per_image": judge_seconds_per_image(judge, sample, prompts[0].text)}
+
+
+def frontier(cfg: ScalingConfig, metrics: dict) -> list[dict]:
+    """(c) Every (model, N) with its cost per final image — seconds (N x (generate + judge)) and
+    block evaluations (N x NFE x blocks) — and its accuracy; `pareto` marks the points no other
+    beats on both cost (seconds) and accuracy."""
+    t = metrics["timing"]
+    rows = []
+    for model, m in metrics["models"].items():
+        for r in m["curves"]["judge"]:
+            n = r["n"]
+            seconds = n * (t["generate_seconds_per_image"][model] + t["judge_seconds_per_image"])
+            rows.append({"model": model, "n": n, "blocks": m["blocks"], "seconds": seconds,
+                         "block_evaluations": n * nfe_per_image(cfg.sampler) * m["blocks"], "overall": r["overall"]})
+    for r in rows:
+        r["pareto"] = not any(o["seconds"] <= r["seconds"] and o["overall"] > r["overall"] for o in rows if o is not r)
+    return rows
+
+
+def check_targets(cfg: ScalingConfig, metrics: dict) -> dict:
+    """Issue 13's targets where the run measured them (L's best-of-16; monotone in N; the gain at 16)."""
+    out = {}
+    for model, m in metrics["models"].items():
+        judge = {r["n"]: r["overall"] for r in m["curves"]["judge"]}
+        values = [judge[n] for n in sorted(judge)]
+        row = {"monotone_in_n": bool(all(b >= a for a, b in zip(values, values[1:])))}
+        if 16 in judge and 1 in judge:
+            row["best_of_16"] = judge[16]
+            row["gain_at_16"] = judge[16] - judge[1]
+            row["gain_target_met"] = row["gain_at_16"] >= TARGETS["gain_at_16"]
+            if model == "L":
+                row["best_of_16_target_met"] = row["best_of_16"] >= TARGETS["best_of_16_L"]
+        out[model] = row
+    return out
+
+
+def figures(metrics: dict, stamp: dict | None = None) -> dict:
+    """The experiment's figures by name (lab.plots draws them all)."""
+    from lab import plots
+
+    stamp = stamp if stamp is not None else metrics.get("provenance")
+    return {
+        "geneval_vs_n": plots.scaling_curves(metrics["models"], stamp=stamp),
+        "steps_vs_candidates": plots.steps_vs_candidates(metrics["steps_vs_candidates"], stamp=stamp),
+        "frontier": plots.compute_frontier(metrics["frontier"], stamp=stamp),
+        "judge_reliability": plots.judge_reliability(metrics["reliability"], stamp=stamp),
+    }
+
+
+def summary_table(metrics: dict) -> str:
+    """Markdown: GenEval-mini overall (95% interval) per model and N, by selector."""
+    rows = ["| model | selector | " + " | ".join(f"N={r['n']}" for r in next(iter(metrics["models"].values()))["curves"]["judge"]) + " |"]
+    rows.append("| --- | --- |" + " ---: |" * (rows[0].count("N=")))
+    for model, m in metrics["models"].items():
+        for selector, rs in m["curves"].items():
+            cells = [f"{r['overall']:.3f} [{r['interval'][0]:.2f}, {r['interval'][1]:.2f}]" for r in rs]
+            rows.append(f"| {model} ({m['blocks']} blocks) | {selector} | " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def reliability_table(metrics: dict) -> str:
+    """Markdown: the judge's agreement with the evaluator per task, for each split."""
+    rows = ["| split | task | pairs | yes rate | accuracy | balanced accuracy | AUC |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for split, rel in metrics["reliability"].items():
+        for task, r in (rel["tasks"] | {"overall": rel["overall"]}).items():
+            rows.append(f"| {split} | {task} | {r['n']} | {r['positives'] / max(r['n'], 1):.2f} | {r['accuracy']:.3f} | "
+                        f"{r['balanced_accuracy']:.3f} | {r['auc']:.3f} |")
+    return "\n".join(rows)

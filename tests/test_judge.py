@@ -1,0 +1,167 @@
+"""The judge interface: any image-text-to-text model answers yes/no; the oracle is the evaluator;
+reliability against the evaluator; the lab's judge trains, saves and loads without lab code."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lab import geneval, world
+from lab.judge import JudgeScores, OracleJudge, VLMJudge, answer_token_ids, load_judge, reliability, roc_auc
+from lab.judge_data import confusable_prompts, label_pairs
+from lab.judge_train import JudgeTrainConfig, build_judge, build_tokenizer, quick_config, train_judge
+
+PROMPTS = ["a photo of a red circle", "a photo of two squares", "a photo of a triangle left of a circle"]
+
+
+@pytest.fixture(scope="module")
+def renders():
+    return np.stack([world.render_prompt(p, i) for i, p in enumerate(PROMPTS)])
+
+
+@pytest.fixture(scope="module")
+def llava_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("llava")
+    model, processor = build_judge("tiny")
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def paligemma_dir(tmp_path_factory):
+    """A tiny random PaliGemma (SigLIP + Gemma, no chat template): a second VLM family."""
+    from transformers import (
+        GemmaConfig,
+        PaliGemmaConfig,
+        PaliGemmaForConditionalGeneration,
+        PaliGemmaProcessor,
+        SiglipImageProcessorPil,
+        SiglipVisionConfig,
+    )
+
+    tok = build_tokenizer()
+    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                                image_size=64, patch_size=16)
+    text = GemmaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, pad_token_id=tok.pad_token_id,
+                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
+    config = PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=32,
+                             image_token_index=tok.convert_tokens_to_ids("<image>"))
+    torch.manual_seed(0)
+    image_processor = SiglipImageProcessorPil(size={"height": 64, "width": 64})
+    image_processor.image_seq_length = (64 // 16) ** 2
+    path = tmp_path_factory.mktemp("paligemma")
+    PaliGemmaForConditionalGeneration(config).save_pretrained(path)
+    PaliGemmaProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("family", ["llava_dir", "paligemma_dir"])
+def test_vlm_judge_scores_models_of_two_families(family, request, renders):
+    judge = load_judge(request.getfixturevalue(family))
+    scores = judge.score(renders, PROMPTS)
+    assert len(scores) == 3 and np.all((scores.p_yes > 0) & (scores.p_yes < 1))
+    expected = 1 / (1 + np.exp(-(scores.yes_logit - scores.no_logit)))
+    np.testing.assert_allclose(scores.p_yes, expected, rtol=1e-5)
+    # one image at a time gives the same answer as the batch (left padding keeps the last position real)
+    alone = judge.score(renders[2:], PROMPTS[2:])
+    np.testing.assert_allclose(alone.yes_logit, scores.yes_logit[2:], atol=1e-5)
+
+
+def test_judge_answer_is_the_pooled_logit_of_every_single_token_spelling(llava_dir):
+    judge = load_judge(llava_dir)
+    tok = judge.processor.tokenizer
+    assert judge.yes_ids == [tok.convert_tokens_to_ids("yes")]  # "Yes", " yes" ... lower-case to one token
+    logits = torch.zeros(1, len(tok))
+    logits[0, judge.yes_ids[0]] = 2.0
+    yes, no = judge.answer_logits(logits)
+    assert float(yes) == pytest.approx(2.0) and float(no) == pytest.approx(0.0)
+
+
+def test_tokenizer_without_a_single_yes_token_is_refused():
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+    from transformers import PreTrainedTokenizerFast
+
+    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0, "no": 1}, unk_token="[UNK]")),
+                                  unk_token="[UNK]")
+    with pytest.raises(ValueError, match="single token"):
+        answer_token_ids(tok, ("yes", " Yes"))
+
+
+def test_judge_directory_that_is_missing_or_not_a_vlm_is_refused(tmp_path, tiny_pipeline_dir):
+    with pytest.raises(ValueError, match="does not exist"):
+        load_judge(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="not an image-text-to-text"):
+        load_judge(tiny_pipeline_dir / "text_encoder")  # a Gemma-2 text model
+
+
+def test_judge_refuses_empty_prompts_and_mismatched_lengths(renders):
+    judge = OracleJudge()
+    with pytest.raises(ValueError, match="empty"):
+        judge.score(renders[:1], [" "])
+    with pytest.raises(ValueError, match="one prompt per image"):
+        judge.score(renders, PROMPTS[:2])
+
+
+def test_oracle_judge_is_the_evaluator(renders):
+    wrong = ["a photo of a blue circle", "a photo of three squares", "a photo of a triangle right of a circle"]
+    scores = OracleJudge().score(np.concatenate([renders, renders]), PROMPTS + wrong)
+    expected = [geneval.evaluate_image(x, p).correct for x, p in zip(np.concatenate([renders, renders]), PROMPTS + wrong)]
+    assert scores.says_yes.tolist() == expected == [True] * 3 + [False] * 3
+
+
+def test_reliability_of_a_perfect_and_an_inverted_judge():
+    labels = np.array([True, False, True, False, True])
+    tasks = ["counting"] * 3 + ["position"] * 2
+    perfect = JudgeScores(labels.astype(float), labels.astype(float), 1 - labels.astype(float))
+    r = reliability(perfect, labels, tasks)
+    assert r["overall"]["balanced_accuracy"] == r["overall"]["auc"] == 1.0
+    assert set(r["tasks"]) == {"counting", "position"}
+    inverted = JudgeScores(1 - labels.astype(float), 1 - labels.astype(float), labels.astype(float))
+    assert reliability(inverted, labels, tasks)["overall"]["balanced_accuracy"] == 0.0
+    assert roc_auc(np.array([0.1, 0.1]), np.array([True, False])) == 0.5  # ties count half
+
+
+def test_confusable_prompts_parse_and_differ_from_the_prompt():
+    rng = np.random.default_rng(0)
+    for task in world.TASKS:
+        for p in world.enumerate_prompts(task)[:20] if task != "color_attr" else [world.make_prompt(task, ("circle", "square"), ("red", "blue"))]:
+            others = confusable_prompts(p, rng)
+            assert others and all(o.text != p.text for o in others)
+            assert all(world.parse_prompt(o.text).text == o.text for o in others)
+
+
+def test_judge_pairs_are_labelled_by_the_evaluator(renders):
+    pairs = label_pairs(renders, PROMPTS, "render", np.random.default_rng(0), negatives_per_image=2)
+    assert len(pairs) == 9 and pairs.labels[[0, 3, 6]].all()  # each image's own prompt holds on a clean render
+    for i in range(len(pairs)):
+        assert pairs.labels[i] == geneval.evaluate_image(pairs.images_of(i), pairs.prompts[i]).correct
+
+
+def test_lab_judge_trains_saves_and_loads_with_plain_transformers(tmp_path):
+    out = tmp_path / "judge"
+    metrics = train_judge(quick_config(JudgeTrainConfig()), out, progress=False)
+    assert 0 <= metrics["overall"]["balanced_accuracy"] <= 1
+    assert (out / "train_config.yaml").is_file() and (out / "train_log.jsonl").is_file()
+    code = f"""
+import sys, numpy as np
+from PIL import Image
+from transformers import AutoModelForImageTextToText, AutoProcessor
+model = AutoModelForImageTextToText.from_pretrained({str(out)!r}); processor = AutoProcessor.from_pretrained({str(out)!r})
+msgs = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "Does this image match the prompt: a photo of a circle? Answer yes or no."}}]}}]
+text = processor.apply_chat_template(msgs, add_generation_prompt=True, tokenize=False)
+batch = processor(text=[text], images=[Image.fromarray(np.full((64, 64, 3), 255, np.uint8))], return_tensors="pt")
+logits = model(**batch).logits[0, -1]
+assert not any(m == "lab" or m.startswith("lab.") for m in sys.modules), "imported lab"
+print(type(model).__name__, logits.shape[0])
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[0] == "LlavaForConditionalGeneration"
+    judge = VLMJudge.from_pretrained(out)
+    assert json.loads((out / "config.json").read_text())["model_type"] == "llava" and judge.yes_ids

@@ -1,0 +1,113 @@
+"""Best-of-N: SANA's tournament rule, exactly N judge calls, candidates independent of batching,
+the same result across processes, and clear errors on bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from lab.judge import JudgeScores, OracleJudge
+from lab.sampling import SamplerConfig
+from lab.scaling import MAX_CANDIDATES, best_of_n, best_of_n_steps, play_match, rank, tournament
+
+FAST = SamplerConfig(steps=2, batch_size=2)
+
+
+def scores(p_yes, yes, no):
+    return JudgeScores(np.array(p_yes, float), np.array(yes, float), np.array(no, float))
+
+
+def test_match_rule_yes_beats_no_then_logits_decide():
+    s = scores([0.9, 0.2, 0.8, 0.3], [2.0, 0.1, 3.0, 0.5], [0.1, 1.5, 0.2, 0.8])
+    assert play_match(s, 0, 1).winner == 0 and play_match(s, 0, 1).reason == "yes beats no"
+    assert play_match(s, 0, 2).winner == 2  # both yes: higher yes-logit
+    assert play_match(s, 1, 3).winner == 3  # both no: lower no-logit
+
+
+def test_tournament_of_n_candidates_plays_n_minus_one_matches_to_the_best():
+    rng = np.random.default_rng(0)
+    for n in (2, 4, 5, 16):
+        yes, no = rng.normal(size=n), rng.normal(size=n)
+        s = scores(1 / (1 + np.exp(no - yes)), yes, no)
+        bracket, (winner,) = tournament(s)
+        played = [m for r in bracket for m in r if m.b is not None]
+        assert len(played) == n - 1
+        ranking, _ = rank(s)
+        assert ranking[0] == winner and sorted(ranking) == list(range(n))
+        best = max(range(n), key=lambda i: (yes[i] > no[i], yes[i] if yes[i] > no[i] else -no[i]))
+        assert winner == best
+
+
+def test_score_and_topk_selections():
+    s = scores([0.2, 0.9, 0.6, 0.7, 0.1], [0, 3, 1, 2, -1], [1, 0, 0.5, 0, 2])
+    assert rank(s, "score")[0] == [1, 3, 2, 0, 4]
+    ranking, bracket = rank(s, "topk", k=2)
+    assert len(ranking) == 5 and ranking[0] == 1 and len(bracket) == 2  # 5 -> 3 -> 2 finalists
+    with pytest.raises(ValueError, match="unknown selection"):
+        rank(s, "best")
+
+
+class CountingJudge(OracleJudge):
+    def __init__(self):
+        super().__init__()
+        self.images = 0
+
+    def score(self, images, prompts):
+        self.images += len(images)
+        return super().score(images, prompts)
+
+
+def test_best_of_n_judges_each_candidate_exactly_once(tiny_pipeline):
+    judge = CountingJudge()
+    result = best_of_n(tiny_pipeline, "a photo of a circle", 5, judge, sampler=FAST)
+    assert judge.images == result.judge_calls == 5
+    assert result.images.shape == (5, 64, 64, 3) and sorted(result.ranking) == list(range(5))
+    assert result.winner == result.ranking[0] and sum(m.b is not None for r in result.bracket for m in r) == 4
+    assert result.model_calls == 5 * 2 * 2  # candidates x steps x CFG rows
+    assert json.dumps(result.to_json())
+
+
+def test_candidate_is_the_same_image_alone_or_in_a_batch(tiny_pipeline):
+    batched = best_of_n(tiny_pipeline, "a photo of a circle", 3, OracleJudge(), seed=7, sampler=SamplerConfig(steps=2, batch_size=3))
+    alone = best_of_n(tiny_pipeline, "a photo of a circle", 1, OracleJudge(), seed=9, sampler=FAST)
+    np.testing.assert_array_equal(batched.images[2], alone.images[0])  # candidate 2 of seed 7 is seed 9
+
+
+def test_streamed_best_of_n_grows_by_batch_then_ranks(tiny_pipeline):
+    snapshots = [(len(r.images), r.done) for r in best_of_n_steps(tiny_pipeline, "a photo of a circle", 5, OracleJudge(),
+                                                                   sampler=FAST)]
+    assert snapshots == [(2, False), (4, False), (5, False), (5, True)]
+
+
+@pytest.mark.parametrize("n", [0, -3, MAX_CANDIDATES + 1, 2.5])
+def test_best_of_n_refuses_a_bad_n(tiny_pipeline, n):
+    with pytest.raises(ValueError, match="N = .* expected an integer from 1"):
+        best_of_n(tiny_pipeline, "a photo of a circle", n, OracleJudge(), sampler=FAST)
+
+
+def test_best_of_n_refuses_an_empty_prompt_and_an_unknown_selection(tiny_pipeline):
+    with pytest.raises(ValueError, match="empty prompt"):
+        best_of_n(tiny_pipeline, "  ", 2, OracleJudge(), sampler=FAST)
+    with pytest.raises(ValueError, match="unknown selection"):
+        best_of_n(tiny_pipeline, "a photo of a circle", 2, OracleJudge(), select="vote", sampler=FAST)
+
+
+def test_two_processes_split_the_candidates_and_agree(tiny_pipeline_dir, tiny_pipeline, tmp_path):
+    worker = Path(__file__).with_name("scaling_worker.py")
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    # as in test_train: `--multi_gpu` starts two processes; they join over gloo on a CPU machine
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(worker),
+                        str(tiny_pipeline_dir), str(tmp_path)],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent)
+    assert r.returncode == 0, r.stderr[-3000:]
+    reports = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
+    single = best_of_n(tiny_pipeline, "a photo of a circle", 5, OracleJudge(), seed=3, sampler=FAST)
+    for rep in reports:
+        assert rep["world_size"] == 2 and rep["judge_calls"] == 5 and rep["n_images"] == 5
+        assert rep["ranking"] == single.ranking
+        assert rep["images_sum"] == int(single.images.astype("int64").sum())
