@@ -161,10 +161,10 @@ def _train_vae(args: argparse.Namespace) -> None:
 
 
 def _usage(fn, *a, **kw):
-    """`fn(*a, **kw)` with its ValueError reported as a bad argument (exit 2)."""
+    """`fn(*a, **kw)` with its ValueError (or refusal of an output path) reported as a bad argument (exit 2)."""
     try:
         return fn(*a, **kw)
-    except ValueError as e:
+    except (ValueError, FileExistsError, NotADirectoryError) as e:
         raise UsageError(str(e)) from e
 
 
@@ -262,14 +262,16 @@ def _grow(args: argparse.Namespace) -> None:
     import json
 
     from lab.checkpoint import claim_output_dir
-    from lab.growth import GROWTH_FILE, grow_pipeline_dir
+    from lab.growth import GROWTH_FILE, default_keep, grow_pipeline_dir
     from lab.provenance import portable
-    from lab.zoo import model_path
+    from lab.zoo import model_spec
 
-    source = model_path(args.model)
+    spec = model_spec(args.model)
+    source = spec.path
+    keep = args.keep if args.keep is not None else _usage(default_keep, spec.source_layers, args.strategy)
     # growth.json records the run: the same arguments may redo it, others need --overwrite
     keys = ("source", "num_layers", "strategy", "keep", "zero_init_copies", "seed")
-    wanted = portable({"source": str(source), "num_layers": args.num_layers, "strategy": args.strategy, "keep": args.keep,
+    wanted = portable({"source": str(source), "num_layers": args.num_layers, "strategy": args.strategy, "keep": keep,
                        "zero_init_copies": args.zero_init_copies, "seed": args.seed})
     record = args.out / GROWTH_FILE
     recorded = {k: v for k, v in json.loads(record.read_text()).items() if k in keys} if record.is_file() else None
