@@ -52,3 +52,20 @@ def test_a_quick_runs_temporary_work_directory_is_removed_when_the_process_exits
 
     assert work_directory("full", "", "runs/pruning") == REPO_ROOT / "runs/pruning"  # kept: resumable
     assert work_directory("quick", str(tmp_path)) == tmp_path  # a given work_dir is kept too
+
+
+def test_temporary_directories_of_killed_processes_are_removed_by_the_next_quick_run(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from lab import experiments
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"lab-test-{dead.stdout.strip()}-abc"
+    stale.mkdir()
+    fresh = experiments.temporary_directory("lab-test-")
+    assert not stale.exists() and fresh.exists()
+    experiments.remove_temporary_directories()
+    assert not fresh.exists()
