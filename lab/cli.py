@@ -33,30 +33,28 @@ class _Parser(argparse.ArgumentParser):
 # --- argument types: each checks its value while parsing, so nothing is loaded for a bad one ------
 
 
-def _int_at_least(least: int):
-    def parse(text: str) -> int:
+def _at_least(least: float, kind=int):
+    """An argument type: a number of `kind` (int or float) >= `least`."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
         try:
-            value = int(text)
+            value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer >= {least}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; expected an integer >= {least}")
-        return value
-
-    return parse
-
-
-def _float_at_least(least: float):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number >= {least:g}") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; expected {noun} >= {least:g}") from None
         if not value >= least:
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range; expected a number >= {least:g}")
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; expected {noun} >= {least:g}")
         return value
 
     return parse
+
+
+def _checked(check, value):
+    """`check(value)` with its ValueError reported by argparse as a bad value of the argument."""
+    try:
+        return check(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _prompt_text(text: str) -> str:
@@ -68,10 +66,7 @@ def _prompt_text(text: str) -> str:
 def _world_prompt(text: str):
     from lab import world
 
-    try:
-        return world.parse_prompt(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    return _checked(world.parse_prompt, text)
 
 
 def _prompt_set(name: str) -> str:
@@ -80,10 +75,7 @@ def _prompt_set(name: str) -> str:
     from lab.provenance import repo_path
 
     value = name if name in world.PROMPT_SETS or not repo_path(name).exists() else str(repo_path(name))
-    try:
-        world.load_prompts(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    _checked(world.load_prompts, value)
     return value
 
 
@@ -91,10 +83,7 @@ def _model(spec: str) -> str:
     """A SanaPipeline directory or a shipped model's name (`S`, `L@12`); checked, not loaded."""
     from lab import zoo
 
-    try:
-        zoo.model_spec(spec)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
+    _checked(zoo.model_spec, spec)
     return spec
 
 
@@ -328,7 +317,7 @@ def _prune(args: argparse.Namespace) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from lab import bench
 
-    positive, non_negative, guidance = _int_at_least(1), _int_at_least(0), _float_at_least(0.0)
+    positive, non_negative, guidance = _at_least(1), _at_least(0), _at_least(0.0, float)
     parser = _Parser(prog="lab", description="The SANA 1.5 lab. Relative paths are read from the working directory, "
                      "then the repository; --model also takes a shipped name (S, L, L@12).")
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")

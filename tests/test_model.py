@@ -179,3 +179,9 @@ def test_sampler_config_rejects_values_out_of_range(field, value):
 
     with pytest.raises(ValueError, match=f"sampler {field} .* expected >= "):
         SamplerConfig(**{field: value})
+
+
+def test_importing_the_lab_and_diffusers_prints_no_bitsandbytes_kernel_warning():
+    code = "import lab.model, lab.sampling; from diffusers import SanaPipeline; import bitsandbytes"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "gemm_4bit_forward" not in r.stderr + r.stdout
