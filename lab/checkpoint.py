@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+RUN_RECORD = "run.json"  # what a command wrote into its output directory: its arguments (see claim_output_dir)
+
 
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike):
@@ -37,6 +39,37 @@ def atomic_directory(path: str | os.PathLike):
         os.replace(path, old)
     os.replace(tmp, path)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def claim_output_dir(path: str | os.PathLike, recorded: dict | None, wanted: dict, overwrite: bool = False) -> bool:
+    """Whether the output directory `path` already holds this run, refusing one that holds another.
+
+    Args:
+        recorded: the identity of the run found in `path` (read by the caller from its record), or None.
+        wanted: the identity of the run about to write there.
+        overwrite: allow replacing a directory of another run (the caller then writes through
+            `atomic_directory`, so the old files stay until the new run succeeds).
+    Returns:
+        True when `path` holds this run (resume or redo it), False when it is absent, empty, or
+        another run's to be overwritten. Raises FileExistsError naming what differs otherwise.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise NotADirectoryError(f"output {path} is a file; expected a directory or a path that does not exist")
+    if not path.exists() or not any(path.iterdir()):
+        return False
+    if recorded == wanted:
+        return True
+    if overwrite:
+        return False
+    if recorded is None:
+        found = "files of no lab run of this kind"
+    else:
+        found = "another run (differs in " + ", ".join(
+            f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in sorted(wanted.keys() | recorded.keys())
+            if recorded.get(k) != wanted.get(k)) + ")"
+    raise FileExistsError(f"output {path} is not empty: it holds {found}; choose another output or pass --overwrite "
+                          "(overwrite=True) to replace it")
 
 
 def save_state(directory: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -1,9 +1,138 @@
-"""The `lab` command: thin glue over the library. `lab --help` lists the subcommands."""
+"""The `lab` command: thin glue over the library. `lab --help` lists the subcommands.
+
+Every argument is checked while parsing, before anything is loaded; errors print one line,
+`lab <command>: error: ...`, naming the bad value and what is accepted, and exit 2 (bad
+arguments) or 1 (the command failed); `--debug` shows the traceback instead. Relative paths are
+read from the working directory first, then from the repository root (`configs/`, `checkpoints/`);
+`--model` also takes a shipped model's name (`S`, `L`, `L@12` = L pruned to 12 blocks).
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import warnings
+from pathlib import Path
+
+USAGE_ERROR, FAILURE = 2, 1  # exit codes: bad arguments, a command that failed
+FAILURES = (ValueError, TypeError, OSError, RuntimeError)  # the library's errors: print one line, no traceback
+
+
+class UsageError(ValueError):
+    """An argument found bad after parsing (e.g. against the model it names): exit USAGE_ERROR."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `lab generate: error: argument --n: ...` and exit 2."""
+
+    def error(self, message: str):
+        self.exit(USAGE_ERROR, f"{self.prog}: error: {message}\n")
+
+
+# --- argument types: each checks its value while parsing, so nothing is loaded for a bad one ------
+
+
+def _at_least(least: float, kind=int):
+    """An argument type: a number of `kind` (int or float) >= `least`."""
+    noun = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}; expected {noun} >= {least:g}") from None
+        if not value >= least:
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; expected {noun} >= {least:g}")
+        return value
+
+    return parse
+
+
+def _checked(check, value):
+    """`check(value)` with its ValueError reported by argparse as a bad value of the argument."""
+    try:
+        return check(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _prompt_text(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty prompt; expected text such as 'a photo of two red circles'")
+    return text
+
+
+def _world_prompt(text: str):
+    from lab import world
+
+    return _checked(world.parse_prompt, text)
+
+
+def _prompt_set(name: str) -> str:
+    """A stored set's name, or a .jsonl path (resolved: working directory, then repository)."""
+    from lab import world
+    from lab.provenance import repo_path
+
+    value = name if name in world.PROMPT_SETS or not repo_path(name).exists() else str(repo_path(name))
+    _checked(world.load_prompts, value)
+    return value
+
+
+def _model(spec: str) -> str:
+    """A SanaPipeline directory or a shipped model's name (`S`, `L@12`); checked, not loaded."""
+    from lab import zoo
+
+    _checked(zoo.model_spec, spec)
+    return spec
+
+
+def _existing_file(name: str) -> Path:
+    from lab.provenance import repo_path
+
+    path = repo_path(name)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{name} does not exist (looked in the working directory and the repository)")
+    return path
+
+
+def _existing(name: str) -> Path:
+    path = Path(name)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"{name} does not exist")
+    return path
+
+
+def _writable_target(name: str) -> Path:
+    """An output path whose nearest existing ancestor is a writable directory (missing parents are
+    created when the output is written)."""
+    path = Path(name)
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise argparse.ArgumentTypeError(f"cannot write {name}: {parent} is not a writable directory")
+    return path
+
+
+def _figure_file(name: str) -> Path:
+    """A figure path (`grid.png`) in a format matplotlib writes."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    path = _writable_target(name)
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix and path.suffix[1:].lower() not in formats:
+        raise argparse.ArgumentTypeError(f"cannot write a figure as {path.suffix!r}; expected one of {sorted(formats)}")
+    return path
+
+
+def _save_figure(fig, out: Path, **kwargs) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, **kwargs)
+    print(f"wrote {out}")
+
+
+# --- commands --------------------------------------------------------------------------------------
 
 
 def _bench(args: argparse.Namespace) -> None:
@@ -16,59 +145,76 @@ def _train_vae(args: argparse.Namespace) -> None:
     from lab.config import load_config
     from lab.vae import VAETrainConfig, train_vae
 
-    cfg = load_config(VAETrainConfig, args.config, steps=args.steps, seed=args.seed)
+    cfg = _usage(load_config, VAETrainConfig, args.config, steps=args.steps, seed=args.seed)
     train_vae(cfg, args.out, resume=not args.restart)
 
 
-def _train(args: argparse.Namespace) -> None:
-    from lab.config import load_config
-    from lab.train import TrainConfig, train
+def _usage(fn, *a, **kw):
+    """`fn(*a, **kw)` with its ValueError (or refusal of an output path) reported as a bad argument (exit 2)."""
+    try:
+        return fn(*a, **kw)
+    except (ValueError, FileExistsError, NotADirectoryError) as e:
+        raise UsageError(str(e)) from e
 
-    cfg = load_config(TrainConfig, args.config, steps=args.steps, seed=args.seed, init_from=args.init_from,
-                      optimizer=args.optimizer)
-    print(train(cfg, args.out, resume=not args.restart))
+
+def _train(args: argparse.Namespace) -> None:
+    import yaml
+
+    from lab.checkpoint import atomic_directory, claim_output_dir
+    from lab.config import config_dict, load_config
+    from lab.provenance import portable
+    from lab.train import TrainConfig, train
+    from lab.zoo import model_path
+
+    init = str(model_path(args.init_from)) if args.init_from else None
+    cfg = _usage(load_config, TrainConfig, args.config, steps=args.steps, seed=args.seed, init_from=init,
+                 optimizer=args.optimizer)
+    # A run directory is the same run when its config matches, steps aside (training on extends it).
+    def identity(c: dict | None) -> dict | None:
+        return None if c is None else {k: v for k, v in c.items() if k != "steps"}
+
+    saved = args.out / "train_config.yaml"
+    recorded = identity(yaml.safe_load(saved.read_text())) if saved.is_file() else None
+    wanted = identity(yaml.safe_load(yaml.safe_dump(portable(config_dict(cfg)))))
+    same = _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
+    if same or not args.out.exists() or not any(args.out.iterdir()):
+        print(train(cfg, args.out, resume=same and not args.restart))  # in place: resumable checkpoints
+        return
+    with atomic_directory(args.out) as tmp:  # --overwrite: the other run stays until this one succeeds
+        train(cfg, tmp, resume=False)
+    print(args.out / "pipeline")
 
 
 def _generate(args: argparse.Namespace) -> None:
     from lab import plots
-    from lab.model import load_pipeline
     from lab.sampling import SamplerConfig, candidate_seeds, generate
+    from lab.zoo import resolve_model
 
-    pipe = load_pipeline(args.model)
+    pipe = resolve_model(args.model)
     seeds = candidate_seeds(args.seed, args.n)
-    images = generate(pipe, [args.prompt] * args.n, seeds, SamplerConfig(args.steps, args.cfg), progress=True)
+    images = generate(pipe, [args.prompt] * args.n, seeds, SamplerConfig(args.steps, args.cfg), step_progress=True)
     stamp = {"model": args.model, "prompt": args.prompt, "steps": args.steps, "cfg": args.cfg, "seed": args.seed}
     fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], title=args.prompt, stamp=stamp)
-    fig.savefig(args.out, dpi=args.dpi)
-    print(f"wrote {args.out}")
+    _save_figure(fig, args.out, dpi=args.dpi)
 
 
 def _world_render(args: argparse.Namespace) -> None:
     from lab import plots, world
 
-    try:
-        prompt = world.parse_prompt(args.prompt)
-    except ValueError as e:
-        raise SystemExit(f"lab world render: {e}") from e
+    prompt = args.prompt
     seeds = list(range(args.seed, args.seed + args.n))
     images = [world.render_prompt(prompt, s) for s in seeds]
     stamp = {"prompt": prompt.text, "seed": args.seed, "n": args.n}
     fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], ncols=args.ncols, title=prompt.text, stamp=stamp)
-    fig.savefig(args.out)
-    print(f"wrote {args.out}")
+    _save_figure(fig, args.out)
 
 
 def _geneval_evaluate(args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from lab import geneval
 
-    try:
-        report = geneval.evaluate_samples(args.samples, args.prompts)
-    except ValueError as e:
-        raise SystemExit(f"lab geneval evaluate: {e}") from e
+    report = _usage(geneval.evaluate_samples, args.samples, args.prompts)
     print(report.table())
-    samples = Path(args.samples)
+    samples = args.samples
     out = args.out or samples.parent / f"{samples.stem if samples.suffix == '.npz' else samples.name}.geneval.json"
     geneval.write_report(report, out, samples=str(samples), prompts=args.prompts)
     print(f"wrote {out}")
@@ -77,15 +223,15 @@ def _geneval_evaluate(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from lab.evaluation import evaluate_pipeline
     from lab.geneval import save_samples, write_report
-    from lab.model import load_pipeline
     from lab.sampling import SamplerConfig
+    from lab.zoo import resolve_model
 
-    pipe = load_pipeline(args.model)
+    pipe = resolve_model(args.model)
     sampler = SamplerConfig(args.steps, args.cfg, args.batch_size)
     report, images = evaluate_pipeline(pipe, args.prompts, args.images_per_prompt, sampler, args.seed)
     print(report.table())
     if args.samples:
-        save_samples(images, report.prompt_indices, args.samples)
+        print(f"wrote {save_samples(images, report.prompt_indices, args.samples, prompt_set=args.prompts)}")
     if args.out:
         write_report(report, args.out, model=args.model, prompts=args.prompts, images_per_prompt=args.images_per_prompt,
                      steps=args.steps, cfg=args.cfg, seed=args.seed)
@@ -102,169 +248,232 @@ def _export(args: argparse.Namespace) -> None:
 
 
 def _grow(args: argparse.Namespace) -> None:
-    from lab.growth import grow_pipeline_dir
+    import json
 
+    from lab.checkpoint import claim_output_dir
+    from lab.growth import GROWTH_FILE, default_keep, grow_pipeline_dir
+    from lab.provenance import portable
+    from lab.zoo import model_spec
+
+    spec = model_spec(args.model)
+    source = spec.path
+    keep = args.keep if args.keep is not None else _usage(default_keep, spec.source_layers, args.strategy)
+    # growth.json records the run: the same arguments may redo it, others need --overwrite
+    keys = ("source", "num_layers", "strategy", "keep", "zero_init_copies", "seed")
+    wanted = portable({"source": str(source), "num_layers": args.num_layers, "strategy": args.strategy, "keep": keep,
+                       "zero_init_copies": args.zero_init_copies, "seed": args.seed})
+    record = args.out / GROWTH_FILE
+    recorded = {k: v for k, v in json.loads(record.read_text()).items() if k in keys} if record.is_file() else None
+    _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
     try:
-        out = grow_pipeline_dir(args.model, args.out, args.num_layers, args.strategy, args.keep,
-                                args.zero_init_copies, args.seed)
+        out = grow_pipeline_dir(source, args.out, args.num_layers, args.strategy, args.keep, args.zero_init_copies,
+                                args.seed)
     except (TypeError, ValueError) as e:
-        raise SystemExit(f"lab grow: {e}") from e
+        raise UsageError(str(e)) from e
     print(f"wrote {out}")
 
 
 def _prune(args: argparse.Namespace) -> None:
-    from pathlib import Path
+    import json
 
     from lab import pruning, world
+    from lab.checkpoint import RUN_RECORD, atomic_directory, claim_output_dir
     from lab.config import load_config
-    from lab.model import load_pipeline
     from lab.train import TrainConfig, train
+    from lab.zoo import model_spec, resolve_model
 
-    out = Path(args.out)
-    try:
-        if args.finetune_steps < 0:
-            raise ValueError(f"--finetune-steps {args.finetune_steps} must be >= 0")
-        cfg = None
-        if args.finetune_steps > 0:
-            cfg = load_config(TrainConfig, args.finetune_config, init_from=str(out / "pruned"),
-                              steps=args.finetune_steps)
-        pipe = load_pipeline(args.model)
-        pruning.check_method(args.by)
-        pruning.check_depth(pruning.num_blocks(pipe.transformer), args.depth)  # before the (long) importance analysis
-        table = None
-        if args.by == "importance" and args.importance:
-            table = pruning.ImportanceTable.load(args.importance)
-        elif args.by == "importance":
-            table = pruning.block_importance(pipe, world.load_prompts(args.prompts), args.timesteps,
-                                             seed=args.seed, source=args.model)
-            print(f"wrote {table.save(out / 'importance.json')}")
-        keep = pruning.select_blocks(pruning.num_blocks(pipe.transformer), args.depth, args.by, table, args.seed)
-        record = {"source": args.model, "by": args.by, "seed": args.seed}
-        pruned = pruning.save_pruned(pipe, keep, out / "pruned", record)
-    except (TypeError, ValueError) as e:
-        raise SystemExit(f"lab prune: {e}") from e
-    print(f"wrote {pruned} (kept blocks {keep})")
+    out = args.out
+    _usage(pruning.check_method, args.by)
+    _usage(pruning.check_depth, model_spec(args.model).source_layers, args.depth)  # before loading anything
+    cfg = None
+    if args.finetune_steps > 0:
+        cfg = _usage(load_config, TrainConfig, args.finetune_config, init_from=str(out / "pruned"),
+                     steps=args.finetune_steps)
+    wanted = {"command": "prune", "model": args.model, "depth": args.depth, "by": args.by, "seed": args.seed,
+              "prompts": args.prompts, "timesteps": args.timesteps, "finetune_steps": args.finetune_steps,
+              "importance": str(args.importance or ""), "finetune_config": str(args.finetune_config)}
+    recorded = json.loads((out / RUN_RECORD).read_text()) if (out / RUN_RECORD).is_file() else None
+    same = _usage(claim_output_dir, out, recorded, wanted, args.overwrite)
+    if same and (out / "pruned" / "model_index.json").is_file():
+        print(f"{out / 'pruned'} holds this pruning already; reusing it")
+    else:  # prune through a temporary directory: `out` is replaced only when the pruned model is complete
+        pipe = resolve_model(args.model)
+        with atomic_directory(out) as tmp:
+            table = None
+            if args.by == "importance" and args.importance:
+                table = pruning.ImportanceTable.load(args.importance)
+            elif args.by == "importance":
+                table = pruning.block_importance(pipe, world.load_prompts(args.prompts), args.timesteps,
+                                                 seed=args.seed, source=args.model, progress=True)
+                table.save(tmp / "importance.json")
+            keep = pruning.select_blocks(pruning.num_blocks(pipe.transformer), args.depth, args.by, table, args.seed)
+            pruning.save_pruned(pipe, keep, tmp / "pruned", {"source": args.model, "by": args.by, "seed": args.seed})
+            (tmp / RUN_RECORD).write_text(json.dumps(wanted, indent=2) + "\n")
+        print(f"wrote {out / 'pruned'} (kept blocks {keep})")
     if cfg is not None:
         print(f"fine-tuned: {train(cfg, out, resume=not args.restart)}")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description="The SANA 1.5 lab.")
+    from lab import bench
+
+    positive, non_negative, guidance = _at_least(1), _at_least(0), _at_least(0.0, float)
+    parser = _Parser(prog="lab", description="The SANA 1.5 lab. Relative paths are read from the working directory, "
+                     "then the repository; --model also takes a shipped name (S, L, L@12).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("bench", help="run a benchmark and write JSON (lab bench NAME --help)")
-    p.add_argument("name", help="benchmark name")
+    def command(parent, name: str, func, **kwargs) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, **kwargs)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+        p.set_defaults(func=func, prog=p.prog)
+        return p
+
+    names = bench.available()
+    p = command(sub, "bench", _bench, help=f"run a benchmark and write JSON: {', '.join(names)} (lab bench NAME --help)",
+                description=f"Benchmarks: {', '.join(names)}. `lab bench NAME --help` lists a benchmark's options.")
+    p.add_argument("name", choices=names, help=f"benchmark name: {', '.join(names)}")
     # everything after NAME (its --help too) belongs to the benchmark's own parser
     p.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's options")
-    p.set_defaults(func=_bench)
 
-    p = sub.add_parser("train-vae", help="train the lab's DC-AE on the shapes world")
-    p.add_argument("--config", default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields")
-    p.add_argument("--out", required=True, help="run directory; the model lands in OUT/vae")
-    p.add_argument("--steps", type=int, help="override the config's steps")
+    p = command(sub, "train-vae", _train_vae, help="train the lab's DC-AE on the shapes world")
+    p.add_argument("--config", type=_existing_file, default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields")
+    p.add_argument("--out", type=_writable_target, required=True, help="run directory; the model lands in OUT/vae")
+    p.add_argument("--steps", type=positive, help="override the config's steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
-    p.set_defaults(func=_train_vae)
 
-    p = sub.add_parser("train", help="train a SANA transformer with flow matching (resumes from OUT/checkpoint)")
-    p.add_argument("--config", default="configs/S.yaml", help="YAML of lab.train.TrainConfig fields")
-    p.add_argument("--out", required=True, help="run directory; the pipeline lands in OUT/pipeline")
-    p.add_argument("--steps", type=int, help="override the config's steps")
+    p = command(sub, "train", _train, help="train a SANA transformer with flow matching (resumes from OUT/checkpoint)")
+    p.add_argument("--config", type=_existing_file, default="configs/S.yaml", help="YAML of lab.train.TrainConfig fields")
+    p.add_argument("--out", type=_writable_target, required=True,
+                   help="run directory; the pipeline lands in OUT/pipeline. The same config (steps aside) resumes; "
+                   "another run's directory is refused unless --overwrite")
+    p.add_argument("--steps", type=positive, help="override the config's steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
-    p.add_argument("--init-from", help="continue from this SanaPipeline directory (grown or pruned model)")
+    p.add_argument("--init-from", type=_model, help="continue from this SanaPipeline (grown or pruned model, or a name)")
     p.add_argument("--optimizer", help="override the optimizer: adamw, adamw8bit, came, came8bit")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
-    p.set_defaults(func=_train)
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
 
-    p = sub.add_parser("generate", help="generate N candidates for a prompt and save a grid")
-    p.add_argument("--model", required=True, help="SanaPipeline directory (lab checkpoint or real SANA 1.5)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--n", type=int, default=16, help="candidates; candidate i uses seed + i")
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=4.5, help="classifier-free guidance scale")
+    p = command(sub, "generate", _generate, help="generate N candidates for a prompt and save a grid")
+    p.add_argument("--model", type=_model, required=True,
+                   help="SanaPipeline directory or shipped name: S, L, L@12 (L pruned to 12 blocks)")
+    p.add_argument("--prompt", type=_prompt_text, required=True)
+    p.add_argument("--n", type=positive, default=16, help="candidates (>= 1); candidate i uses seed + i")
+    p.add_argument("--steps", type=positive, default=20, help="denoising steps (>= 1)")
+    p.add_argument("--cfg", type=guidance, default=4.5, help="classifier-free guidance scale (>= 0; <= 1: none)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--dpi", type=int, default=100)
-    p.add_argument("-o", "--out", default="grid.png")
-    p.set_defaults(func=_generate)
+    p.add_argument("--dpi", type=positive, default=100)
+    p.add_argument("-o", "--out", type=_figure_file, default="grid.png", help="figure (missing folders are created)")
 
     p = sub.add_parser("world", help="the shapes world (lab world render --help)")
     world_sub = p.add_subparsers(dest="world_command", required=True)
-    p = world_sub.add_parser("render", help="render N scenes satisfying a prompt and save a grid")
-    p.add_argument("--prompt", required=True, help="a prompt in GenEval's templates, e.g. 'a photo of two circles'")
-    p.add_argument("--n", type=int, default=8, help="scenes; scene i uses seed + i")
+    p = command(world_sub, "render", _world_render, help="render N scenes satisfying a prompt and save a grid")
+    p.add_argument("--prompt", type=_world_prompt, required=True,
+                   help="a prompt of the world, e.g. 'a photo of two red circles', 'a red circle left of a blue square'")
+    p.add_argument("--n", type=positive, default=8, help="scenes; scene i uses seed + i")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ncols", type=int, default=8, help="images per row")
-    p.add_argument("-o", "--out", default="grid.png")
-    p.set_defaults(func=_world_render)
+    p.add_argument("--ncols", type=positive, default=8, help="images per row")
+    p.add_argument("-o", "--out", type=_figure_file, default="grid.png", help="figure (missing folders are created)")
 
     p = sub.add_parser("geneval", help="GenEval-mini, the shapes world's benchmark (lab geneval evaluate --help)")
     geneval_sub = p.add_subparsers(dest="geneval_command", required=True)
-    p = geneval_sub.add_parser("evaluate", help="judge generated samples with GenEval's rules; print and write per-task accuracy",
-                               description="SAMPLES is a folder of {prompt_index:05d}_{sample:02d}.png files or an .npz "
-                               "with 'images' (N, 64, 64, 3) uint8 and 'prompt_index' (N,); lab.geneval.save_samples writes both.")
-    p.add_argument("samples", help="folder of PNGs or .npz file")
-    p.add_argument("--prompts", default="quick", help="prompt set the indices refer to: quick, full, novel or a .jsonl path")
-    p.add_argument("--out", help="JSON to write (default: SAMPLES.geneval.json next to SAMPLES)")
-    p.set_defaults(func=_geneval_evaluate)
+    p = command(geneval_sub, "evaluate", _geneval_evaluate,
+                help="judge generated samples with GenEval's rules; print and write per-task accuracy",
+                description="SAMPLES is a folder of {prompt_index:05d}_{sample:02d}.png files or an .npz "
+                "with 'images' (N, 64, 64, 3) uint8 and 'prompt_index' (N,); `lab evaluate --samples S.npz` "
+                "(or lab.geneval.save_samples) writes both, and the .npz records its prompt set.")
+    p.add_argument("samples", type=_existing, help="folder of PNGs or .npz file")
+    p.add_argument("--prompts", type=_prompt_set, default="quick",
+                   help="prompt set the indices refer to: quick, full, novel or a .jsonl path")
+    p.add_argument("--out", type=_writable_target, help="JSON to write (default: SAMPLES.geneval.json next to SAMPLES)")
 
-    p = sub.add_parser("evaluate", help="GenEval-mini of a model: generate for a prompt set and judge")
-    p.add_argument("--model", required=True, help="SanaPipeline directory")
-    p.add_argument("--prompts", default="full", help="quick, full, novel or a GenEval-style .jsonl")
-    p.add_argument("--images-per-prompt", type=int, default=4)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--cfg", type=float, default=4.5)
-    p.add_argument("--batch-size", type=int, default=64)
+    p = command(sub, "evaluate", _evaluate, help="GenEval-mini of a model: generate for a prompt set and judge")
+    p.add_argument("--model", type=_model, required=True, help="SanaPipeline directory or shipped name (S, L, L@12)")
+    p.add_argument("--prompts", type=_prompt_set, default="full", help="quick, full, novel or a GenEval-style .jsonl")
+    p.add_argument("--images-per-prompt", type=positive, default=4)
+    p.add_argument("--steps", type=positive, default=20)
+    p.add_argument("--cfg", type=guidance, default=4.5)
+    p.add_argument("--batch-size", type=positive, default=64)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", help="also save the images (.npz or a folder of PNGs)")
-    p.add_argument("--out", help="JSON report path")
-    p.set_defaults(func=_evaluate)
+    p.add_argument("--samples", type=_writable_target,
+                   help="also save the images (.npz, read by `lab geneval evaluate`, or a folder of PNGs)")
+    p.add_argument("--out", type=_writable_target, help="JSON report path")
 
-    p = sub.add_parser("export", help="ship a finished run to checkpoints/NAME with GenEval-mini and a model card")
-    p.add_argument("run", help="run directory written by lab train")
+    p = command(sub, "export", _export, help="ship a finished run to checkpoints/NAME with GenEval-mini and a model card")
+    p.add_argument("run", type=_existing, help="run directory written by lab train")
     p.add_argument("--name", required=True)
-    p.add_argument("--to", help="destination (default checkpoints/NAME)")
+    p.add_argument("--to", type=_writable_target, help="destination (default checkpoints/NAME)")
     p.add_argument("--summary", default="", help="one paragraph for the model card")
     p.add_argument("--reproduce", default="", help="the command that reproduces the run")
-    p.add_argument("--prompts", nargs="+", default=["full", "novel"])
-    p.add_argument("--images-per-prompt", type=int, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)")
-    p.set_defaults(func=_export)
+    p.add_argument("--prompts", type=_prompt_set, nargs="+", default=["full", "novel"])
+    p.add_argument("--images-per-prompt", type=positive, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)")
 
-    p = sub.add_parser("grow", help="grow a model's depth (SANA 1.5 model growth); writes a complete SanaPipeline")
-    p.add_argument("--model", required=True, help="source SanaPipeline directory (e.g. checkpoints/S)")
-    p.add_argument("--num-layers", type=int, required=True, help="blocks of the grown model (> the source's)")
+    p = command(sub, "grow", _grow, help="grow a model's depth (SANA 1.5 model growth); writes a complete SanaPipeline")
+    p.add_argument("--model", type=_model, required=True, help="source SanaPipeline directory or name (e.g. S)")
+    p.add_argument("--num-layers", type=positive, required=True, help="blocks of the grown model (> the source's)")
     p.add_argument("--strategy", default="partial_preservation",
                    help="partial_preservation (the paper's), cyclic or block_replication")
-    p.add_argument("--keep", type=int, help="source blocks kept (default: all but the last two for partial_preservation)")
+    p.add_argument("--keep", type=positive, help="source blocks kept (default: all but the last two for partial_preservation)")
     p.add_argument("--zero-init-copies", action="store_true", help="replication strategies: copies start as identity")
     p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' small random weights")
-    p.add_argument("--out", required=True, help="directory of the grown pipeline (then: lab train --init-from OUT)")
-    p.set_defaults(func=_grow)
+    p.add_argument("--out", type=_writable_target, required=True,
+                   help="directory of the grown pipeline (then: lab train --init-from OUT)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
 
-    p = sub.add_parser("prune", help="prune a model's depth by block importance (SANA 1.5), then optionally fine-tune",
-                       description="Writes OUT/pruned (the pruned SanaPipeline, with pruning.json), OUT/importance.json "
-                       "when importance is measured, and with --finetune-steps the recovery run in OUT, its model in "
-                       "OUT/pipeline.")
-    p.add_argument("--model", required=True, help="source SanaPipeline directory (e.g. checkpoints/L)")
-    p.add_argument("--depth", type=int, required=True, help="blocks to keep (1 to the source's blocks - 1)")
+    p = command(sub, "prune", _prune, help="prune a model's depth by block importance (SANA 1.5), then optionally fine-tune",
+                description="Writes OUT/pruned (the pruned SanaPipeline, with pruning.json), OUT/importance.json "
+                "when importance is measured and OUT/run.json, all at once through a temporary directory; then, with "
+                "--finetune-steps, the recovery run in OUT (resumable), its model in OUT/pipeline.")
+    p.add_argument("--model", type=_model, required=True, help="source SanaPipeline directory or name (e.g. L)")
+    p.add_argument("--depth", type=positive, required=True, help="blocks to keep (1 to the source's blocks - 1)")
     p.add_argument("--by", default="importance", help="importance (the paper's), last, uniform or random")
-    p.add_argument("--importance", help="a stored importance table (JSON) instead of measuring one")
-    p.add_argument("--prompts", default="quick", help="calibration prompt set: quick, full, novel or a .jsonl")
-    p.add_argument("--timesteps", type=int, default=20, help="sampling steps the importance is measured at")
+    p.add_argument("--importance", type=_existing_file, help="a stored importance table (JSON) instead of measuring one")
+    p.add_argument("--prompts", type=_prompt_set, default="quick", help="calibration prompt set: quick, full, novel or a .jsonl")
+    p.add_argument("--timesteps", type=positive, default=20, help="sampling steps the importance is measured at")
     p.add_argument("--seed", type=int, default=0, help="noise seed of the calibration runs; the draw of --by random")
-    p.add_argument("--finetune-steps", type=int, default=0, help="recovery fine-tune steps (the paper: 100); 0 = none")
-    p.add_argument("--finetune-config", default="configs/prune_finetune.yaml", help="TrainConfig YAML of the fine-tune")
+    p.add_argument("--finetune-steps", type=non_negative, default=0, help="recovery fine-tune steps (the paper: 100); 0 = none")
+    p.add_argument("--finetune-config", type=_existing_file, default="configs/prune_finetune.yaml",
+                   help="TrainConfig YAML of the fine-tune")
     p.add_argument("--restart", action="store_true", help="ignore an existing fine-tune checkpoint in OUT")
-    p.add_argument("--out", required=True, help="output directory")
-    p.set_defaults(func=_prune)
+    p.add_argument("--out", type=_writable_target, required=True, help="output directory")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
 
     return parser
 
 
+def _one_line_warnings(prog: str):
+    """warnings.showwarning printing `lab <command>: warning: ...` (the user's input, not a file/line)."""
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"{prog}: warning: {message}", file=sys.stderr)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    args.func(args)
+    args = build_parser().parse_args(argv)
+    debug = getattr(args, "debug", False)
+    if debug:
+        args.func(args)
+        return
+    previous = warnings.showwarning
+    warnings.showwarning = _one_line_warnings(args.prog)
+    try:
+        args.func(args)
+    except UsageError as e:
+        sys.exit(_report(args.prog, e, USAGE_ERROR))
+    except FAILURES as e:
+        sys.exit(_report(args.prog, e, FAILURE))
+    finally:
+        warnings.showwarning = previous
+
+
+def _report(prog: str, error: BaseException, code: int) -> int:
+    """Prints `error` as one line (`--debug` shows the traceback); returns the exit code."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    print(f"{prog}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -426,13 +426,23 @@ _PNG_LAYOUT = "{prompt_index:05d}_{sample:02d}.png"
 _NPZ_LAYOUT = f"'images' (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) uint8 and 'prompt_index' (N,) integers"
 
 
-def save_samples(images, prompt_indices: Sequence[int], path: str | Path) -> Path:
+def prompt_set_digest(prompts: Sequence[Prompt]) -> str:
+    """sha256 (hex) of a prompt set's metadata, in order: which prompts the indices refer to."""
+    import hashlib
+    import json
+
+    return hashlib.sha256("".join(json.dumps(p.to_json()) + "\n" for p in prompts).encode()).hexdigest()
+
+
+def save_samples(images, prompt_indices: Sequence[int], path: str | Path, prompt_set: str | None = None) -> Path:
     """Writes generated images in the layout `load_samples` reads: `.npz` if `path` ends so, else a
     folder of `{prompt_index:05d}_{sample:02d}.png` (samples numbered per prompt in order given).
 
     Args:
         images: (N, 64, 64, 3) uint8 or float in [0, 1], or a list of images.
         prompt_indices: N indices into the prompt set the images were generated for.
+        prompt_set: that set's name or .jsonl path; an `.npz` stores it and its digest, so
+            `evaluate_samples` refuses to judge the samples against another set.
     """
     batch = np.stack([np.round(x * 255).astype(np.uint8) for x in as_batch(images)])
     idx = np.asarray(prompt_indices, dtype=np.int64)
@@ -443,7 +453,9 @@ def save_samples(images, prompt_indices: Sequence[int], path: str | Path) -> Pat
     path = Path(path)
     if path.suffix == ".npz":
         path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez_compressed(path, images=batch, prompt_index=idx)
+        meta = {} if prompt_set is None else {
+            "prompt_set": np.str_(prompt_set), "prompt_digest": np.str_(prompt_set_digest(world.load_prompts(prompt_set)))}
+        np.savez_compressed(path, images=batch, prompt_index=idx, **meta)
         return path
     from PIL import Image
 
@@ -494,6 +506,7 @@ def evaluate_samples(path: str | Path, prompts: str | Sequence[Prompt] = "quick"
     """Judges samples saved by `save_samples` against the prompt set their indices refer to
     (a name `quick`, `full`, `novel`, a .jsonl path, or a list of Prompts)."""
     prompt_set = world.load_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
+    _check_sample_prompt_set(path, prompts, prompt_set)
     images, idx, names = load_samples(path)
     if idx.size and (idx.max() >= len(prompt_set) or idx.min() < 0):
         bad = int(idx.max() if idx.max() >= len(prompt_set) else idx.min())
@@ -502,6 +515,20 @@ def evaluate_samples(path: str | Path, prompts: str | Sequence[Prompt] = "quick"
     report = evaluate(images, [prompt_set[i] for i in idx], config, names)
     report.prompt_indices = idx.tolist()
     return report
+
+
+def _check_sample_prompt_set(path: str | Path, prompts, prompt_set: Sequence[Prompt]) -> None:
+    """Raises ValueError when an `.npz` of samples records a prompt set other than `prompt_set`."""
+    if Path(path).suffix != ".npz" or not Path(path).is_file():
+        return
+    with np.load(path) as f:
+        if "prompt_digest" not in f.files:
+            return  # saved without a prompt set: nothing to check
+        name, digest = str(f["prompt_set"]), str(f["prompt_digest"])
+    if digest != prompt_set_digest(prompt_set):
+        given = prompts if isinstance(prompts, str | Path) else "the prompts given"
+        raise ValueError(f"{path} holds samples made for the prompt set {name!r}, not {str(given)!r}; "
+                         f"judge them with --prompts {name}")
 
 
 def write_report(report: Report, path: str | Path, **extra) -> Path:
@@ -513,4 +540,5 @@ def write_report(report: Report, path: str | Path, **extra) -> Path:
 
 __all__ = ["EvalConfig", "DEFAULT_EVAL", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
            "judge", "evaluate_image", "evaluate", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
+           "prompt_set_digest",
            "write_report"]

@@ -46,16 +46,16 @@ def training_prompts(n: int, seed: int) -> list[str]:
 
 def sample_bank(model: str, n: int, seed: int, cache: str | Path, sampler: SamplerConfig = SamplerConfig(),
                 progress: bool = True) -> SampleBank:
-    """`n` samples of `model` (a name or path for `lab.zoo.load_model`) on training prompts;
+    """`n` samples of `model` (a name or path for `lab.zoo.resolve_model`) on training prompts;
     image i uses prompt i of `training_prompts(n, seed)` and noise seed `seed + i`. Cached under
     `cache/<model>/` (`lab.sampling.generate_cached`): a second or resumed call only generates
     what is missing."""
-    from lab.zoo import load_model
+    from lab.zoo import resolve_model
 
     prompts = training_prompts(n, seed)
     seeds = [seed + i for i in range(n)]
     folder = Path(cache) / str(model).replace("/", "_")
-    images, _ = generate_cached(lambda: load_model(model), prompts, seeds, folder, sampler, progress,
+    images, _ = generate_cached(lambda: resolve_model(model), prompts, seeds, folder, sampler, progress,
                                 desc=f"judge samples {model}")
     return SampleBank(images, prompts, np.array(seeds), str(model))
 

@@ -273,14 +273,12 @@ def quiet_hub_logging() -> None:
 PIPELINE_CLASSES = ("SanaPipeline",)
 
 
-def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
-    """Loads any SanaPipeline directory (a lab checkpoint or a downloaded SANA 1.5 one).
-
-    Raises ValueError when `path` is not a SanaPipeline directory or its weights are unreadable.
-    """
-    from diffusers import SanaPipeline
-
+def check_pipeline_dir(path: str | Path) -> Path:
+    """`path` when it is a SanaPipeline directory (a `model_index.json` naming one), without loading
+    any weights. Raises ValueError saying what is missing."""
     path = Path(path)
+    if not path.exists():
+        raise ValueError(f"{path} does not exist; expected a SanaPipeline directory (saved with save_pretrained)")
     index = path / "model_index.json"
     if not index.is_file():
         raise ValueError(f"{path} is not a pipeline directory: no model_index.json (expected a SanaPipeline saved with save_pretrained)")
@@ -290,12 +288,30 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
         raise ValueError(f"{index} is not valid JSON: {e}") from e
     if cls not in PIPELINE_CLASSES:
         raise ValueError(f"{path} holds a {cls}, expected one of {PIPELINE_CLASSES}")
+    return path
+
+
+def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32):
+    """Loads any SanaPipeline directory (a lab checkpoint or a downloaded SANA 1.5 one).
+
+    Raises ValueError when `path` is not a SanaPipeline directory or its weights are unreadable.
+    """
+    from diffusers import SanaPipeline
+
+    path = check_pipeline_dir(path)
     quiet_hub_logging()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pipe = SanaPipeline.from_pretrained(path, torch_dtype=dtype)
     except Exception as e:  # safetensors/json/shape errors all mean the same thing to a user
-        raise ValueError(f"could not load the pipeline in {path}: {type(e).__name__}: {e}") from e
+        raise ValueError(f"could not load the pipeline in {path} (damaged or incomplete weights?): "
+                         f"{type(e).__name__}: {_first_line(e)}") from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
+
+
+def _first_line(e: BaseException) -> str:
+    """The first line of an exception's message (library errors can run to many lines)."""
+    text = str(e).strip()
+    return text.splitlines()[0] if text else ""

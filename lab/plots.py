@@ -51,6 +51,7 @@ MARK_XY = (0.97, 0.97)  # the verdict mark's top-right corner
 CAPTION_Y = -0.02  # the caption's top, just under the image
 VERDICT_FRAME_LW, PLAIN_FRAME_LW = 2.5, 0.8
 STAMP_XY = (0.005, 0.002)  # the footer's bottom-left corner, in figure fractions
+SMOKE_TEST_XY, SMOKE_TEST_COLOR, SMOKE_TEST_SCALE = (0.995, 0.998), "#d62728", 1.5  # quick runs' mark: top right, red
 POINTS_PER_INCH = 72
 CHAR_WIDTH_EM = 0.55  # average glyph width of the footer font, in ems (for wrapping it)
 
@@ -135,14 +136,18 @@ def _to_display(image) -> np.ndarray:
 
 def stamp_figure(fig: Figure, stamp: dict, fontsize: float = 6.5, footer_inches: float = 0.15) -> Figure:
     """Writes a footer line saying what produced the figure: `key=value` for each stamp entry,
-    and the lab's git commit (`lab.provenance.git_commit()`) unless the stamp names one.
+    and the lab's git commit (`lab.provenance.git_commit()`) unless the stamp names one; a stamp
+    with `mode="quick"` also marks the figure "smoke test — not a result" at its top right.
     Figures with constrained layout keep a `footer_inches` band free for it.
 
     Returns `fig`, stamped.
     """
-    from lab.provenance import git_commit
+    from lab.provenance import SMOKE_TEST, git_commit
 
     entries = dict(stamp)
+    if entries.get("mode") == "quick":
+        fig.text(*SMOKE_TEST_XY, SMOKE_TEST, ha="right", va="top", fontsize=fontsize * SMOKE_TEST_SCALE,
+                 color=SMOKE_TEST_COLOR, fontweight="bold")
     entries.setdefault("commit", git_commit())
     text = "  \u00b7  ".join(f"{k}={v}" for k, v in entries.items())
     # wrap to the figure's width so narrow figures keep every entry (the commit comes last)

@@ -19,6 +19,16 @@ def repo_path(path: str | os.PathLike) -> Path:
     return path if path.is_absolute() or path.exists() else REPO_ROOT / path
 
 
+SMOKE_TEST = "smoke test — not a result"  # how every quick-mode output is marked
+
+
+def smoke_test_note(mode: str) -> str:
+    """The line quick-mode outputs print before any number or claim ("" in full mode)."""
+    if mode != "quick":
+        return ""
+    return f"QUICK MODE: {SMOKE_TEST} (a tiny or barely trained model, a few prompts and steps; mode=\"full\" makes results)"
+
+
 def git_commit(short: bool = True) -> str:
     """The commit of the lab's checkout (with `+dirty` if it has uncommitted changes outside
     reports/), or `unknown`."""

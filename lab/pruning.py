@@ -208,7 +208,7 @@ def _check_steps(timesteps) -> int:
 
 @torch.no_grad()
 def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: int = DEFAULT_TIMESTEPS,
-                 guidance_scale: float = DEFAULT_GUIDANCE, keep_predictions: bool = False) -> BlockTrace:
+                 guidance_scale: float = DEFAULT_GUIDANCE, keep_predictions: bool = False, bar=None) -> BlockTrace:
     """Samples `prompts` exactly as `SanaPipeline.__call__` does (same embeddings, noise, CFG and
     scheduler steps) while hooks record every block's input/output cosine: one transformer forward
     per timestep for the whole batch. The pipeline is left as it was (its scheduler is copied).
@@ -217,6 +217,7 @@ def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: 
         prompts: B prompt texts; seeds: B seeds, prompt i starts from the noise of seeds[i].
         timesteps: sampling steps. guidance_scale: CFG scale (<= 1: no CFG, one branch).
         keep_predictions: also keep the x0 estimate of every step (for the explorer).
+        bar: a progress bar (tqdm) advanced by one per timestep, or None.
     """
     prompts, seeds = _prompt_texts(prompts), [int(s) for s in seeds]
     if len(seeds) != len(prompts):
@@ -253,6 +254,8 @@ def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: 
             if keep_predictions:  # flow matching: x_t = (1 - s) x0 + s noise, v = noise - x0
                 predictions.append((latents - scheduler.sigmas[i].to(latents.device) * v).cpu())
             latents = scheduler.step(v, t, latents, **extra, return_dict=False)[0]
+            if bar is not None:
+                bar.update(1)
     return BlockTrace(
         similarity=np.stack(sims), timesteps=scheduler.timesteps.float().cpu().numpy(),
         sigmas=scheduler.sigmas[:steps].float().cpu().numpy(), branches=("uncond", "cond") if cfg else ("cond",),
@@ -261,7 +264,7 @@ def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: 
 
 def block_importance(pipe, prompts: Sequence, timesteps: int = DEFAULT_TIMESTEPS,
                      guidance_scale: float = DEFAULT_GUIDANCE, branches: str = "both", seed: int = 0,
-                     batch_size: int = DEFAULT_BATCH, source: str = "") -> ImportanceTable:
+                     batch_size: int = DEFAULT_BATCH, source: str = "", progress: bool = True) -> ImportanceTable:
     """Importance of every block of `pipe.transformer` at every sampling timestep.
 
     One transformer forward per (batch of prompts, timestep), whatever the depth; no side effects.
@@ -274,6 +277,7 @@ def block_importance(pipe, prompts: Sequence, timesteps: int = DEFAULT_TIMESTEPS
             "cond" only the conditional ones (the same forward passes either way).
         batch_size: prompts per forward pass (the pass holds 2 x batch_size rows with CFG).
         source: a name of the model, stored with the table.
+        progress: show a bar over (batch, timestep) forward passes.
     Returns:
         ImportanceTable with values (num_blocks, timesteps).
     """
@@ -282,13 +286,18 @@ def block_importance(pipe, prompts: Sequence, timesteps: int = DEFAULT_TIMESTEPS
     _check_steps(timesteps)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    from tqdm.auto import tqdm
+
     seeds = candidate_seeds(seed, len(texts))
     total, steps = None, None
-    for i in range(0, len(texts), batch_size):
-        trace = trace_blocks(pipe, texts[i : i + batch_size], seeds[i : i + batch_size], timesteps, guidance_scale)
-        part = trace.importance(branches).sum(axis=2)  # (steps, blocks), summed over prompts
-        total = part if total is None else total + part
-        steps = trace.timesteps
+    batches = range(0, len(texts), batch_size)
+    with tqdm(total=len(batches) * timesteps, desc="importance", unit="step", disable=not progress) as bar:
+        for i in batches:
+            trace = trace_blocks(pipe, texts[i : i + batch_size], seeds[i : i + batch_size], timesteps, guidance_scale,
+                                 bar=bar)
+            part = trace.importance(branches).sum(axis=2)  # (steps, blocks), summed over prompts
+            total = part if total is None else total + part
+            steps = trace.timesteps
     return ImportanceTable((total / len(texts)).T, steps, num_prompts=len(texts), branches=branches,
                            guidance_scale=guidance_scale, seed=seed, source=str(source), prompts=texts)
 

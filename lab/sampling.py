@@ -17,14 +17,21 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from lab import world
 from lab.model import text_max_length, unknown_prompt_words
 
 
 @dataclass(frozen=True)
 class SamplerConfig:
-    steps: int = 20  # SANA's default: Flow-DPM-Solver, 20 steps
-    guidance_scale: float = 4.5  # SANA's default CFG scale
-    batch_size: int = 64  # images per pipeline call
+    steps: int = 20  # SANA's default: Flow-DPM-Solver, 20 steps (>= 1)
+    guidance_scale: float = 4.5  # SANA's default CFG scale (>= 0; <= 1 means no guidance)
+    batch_size: int = 64  # images per pipeline call (>= 1)
+
+    def __post_init__(self):
+        for name, value, least in (("steps", self.steps, 1), ("guidance_scale", self.guidance_scale, 0),
+                                   ("batch_size", self.batch_size, 1)):
+            if not value >= least:
+                raise ValueError(f"sampler {name} {value!r} is out of range; expected >= {least}")
 
 
 def native_resolution(pipe) -> int:
@@ -38,7 +45,18 @@ def _check_prompts(pipe, prompts: Sequence[str]) -> None:
             raise ValueError(f"prompt {i} is empty ({p!r}); expected text such as 'a photo of a red circle'")
     unknown = sorted({w for p in prompts for w in unknown_prompt_words(pipe.tokenizer, p)})
     if unknown:
-        warnings.warn(f"words unknown to the tokenizer (read as [UNK]): {unknown}", stacklevel=3)
+        warnings.warn(f"words unknown to the tokenizer (read as [UNK]): {unknown}", stacklevel=USER_STACKLEVEL)
+    if human_instruction(pipe) is None:  # a lab model: trained on world.sample_training_prompt's prompts only
+        for p in dict.fromkeys(prompts):
+            if p not in _WARNED_UNTRAINED and not world.in_training_distribution(p):
+                _WARNED_UNTRAINED.add(p)
+                warnings.warn(f"prompt {p!r} is outside what lab models were trained on (GenEval's templates with "
+                              "'a photo of', no colour on counts or positions, no held-out colour-shape pair); "
+                              "expect weaker images", stacklevel=USER_STACKLEVEL)
+
+
+USER_STACKLEVEL = 3  # warnings about prompts point at the caller of generate (the user's input)
+_WARNED_UNTRAINED: set[str] = set()  # prompts already warned about: once per prompt per process
 
 
 def human_instruction(pipe):
@@ -53,7 +71,6 @@ def human_instruction(pipe):
     return instruction
 
 
-@torch.no_grad()
 def generate(
     pipe,
     prompts: Sequence[str],
@@ -61,6 +78,7 @@ def generate(
     sampler: SamplerConfig = SamplerConfig(),
     resolution: int | None = None,
     progress: bool = False,
+    step_progress: bool = False,
 ) -> np.ndarray:
     """Generates one image per (prompt, seed).
 
@@ -68,6 +86,8 @@ def generate(
         prompts: N prompts (repeat a prompt for several candidates).
         seeds: N integer seeds, one per image.
         resolution: image side in pixels; must be the model's native one (default).
+        progress: a bar counting images; `step_progress`: a bar counting denoising steps of every
+            batch instead (for a few slow images, e.g. `lab generate`).
     Returns:
         (N, H, W, 3) uint8 images.
     """
@@ -83,24 +103,22 @@ def generate(
         raise ValueError(f"resolution {resolution} is not the one this model was built for ({native}x{native})")
     instruction = human_instruction(pipe)
     out = []
-    bar = tqdm(total=len(prompts), desc="generate", disable=not progress, unit="img")
-    for i in range(0, len(prompts), sampler.batch_size):
-        chunk = prompts[i : i + sampler.batch_size]
-        gens = [torch.Generator("cpu").manual_seed(s) for s in seeds[i : i + sampler.batch_size]]
-        images = pipe(
-            prompt=chunk,
-            generator=gens,
-            num_inference_steps=sampler.steps,
-            guidance_scale=sampler.guidance_scale,
-            height=resolution,
-            width=resolution,
-            output_type="np",
-            use_resolution_binning=False,
-            complex_human_instruction=instruction,
-            max_sequence_length=text_max_length(pipe.tokenizer),
-        ).images
-        out.append((np.clip(images, 0, 1) * 255).round().astype(np.uint8))
-        bar.update(len(chunk))
+    batches = range(0, len(prompts), sampler.batch_size)
+    if step_progress:
+        bar = tqdm(total=len(batches) * sampler.steps, desc="denoise", unit="step")
+    else:
+        bar = tqdm(total=len(prompts), desc="generate", disable=not progress, unit="img")
+
+    def count_step(pipeline, step, timestep, tensors):  # SanaPipeline's callback_on_step_end
+        bar.update(1)
+        return tensors
+
+    with torch.no_grad():
+        for i in batches:
+            out.append(_generate_batch(pipe, prompts[i : i + sampler.batch_size], seeds[i : i + sampler.batch_size],
+                                       sampler, resolution, instruction, count_step if step_progress else None))
+            if not step_progress:
+                bar.update(len(out[-1]))
     bar.close()
     return np.concatenate(out)
 
@@ -108,6 +126,25 @@ def generate(
 def nfe_per_image(sampler: SamplerConfig) -> int:
     """Transformer evaluations per image (NFE): one per step, two with classifier-free guidance."""
     return sampler.steps * (2 if sampler.guidance_scale > 1 else 1)
+
+
+def _generate_batch(pipe, prompts: list[str], seeds: list[int], sampler: SamplerConfig, resolution: int,
+                    instruction, callback) -> np.ndarray:
+    """One pipeline call for B prompts with their seeds. Returns (B, H, W, 3) uint8."""
+    images = pipe(
+        prompt=prompts,
+        generator=[torch.Generator("cpu").manual_seed(s) for s in seeds],
+        num_inference_steps=sampler.steps,
+        guidance_scale=sampler.guidance_scale,
+        height=resolution,
+        width=resolution,
+        output_type="np",
+        use_resolution_binning=False,
+        complex_human_instruction=instruction,
+        max_sequence_length=text_max_length(pipe.tokenizer),
+        callback_on_step_end=callback,
+    ).images
+    return (np.clip(images, 0, 1) * 255).round().astype(np.uint8)
 
 
 def candidate_seeds(seed: int, n: int) -> list[int]:

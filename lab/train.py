@@ -99,15 +99,18 @@ class TrainConfig:
 
 def _components(cfg: TrainConfig):
     """(tokenizer, text_encoder, vae, transformer, scheduler, train_text_encoder)."""
-    if cfg.init_from:
-        pipe = load_pipeline(cfg.init_from)
+    from lab.provenance import repo_path
+
+    if cfg.init_from:  # relative paths: the working directory, then the repository (checkpoints/S)
+        pipe = load_pipeline(repo_path(cfg.init_from))
         return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, False
     from diffusers import AutoencoderDC
 
-    if not Path(cfg.vae, "config.json").is_file():
+    vae = repo_path(cfg.vae)
+    if not (vae / "config.json").is_file():
         raise ValueError(f"vae {cfg.vae!r} is not an AutoencoderDC directory (train one with `lab train-vae`)")
     torch.manual_seed(cfg.seed)
-    pipe = build_pipeline(cfg.size, vae=AutoencoderDC.from_pretrained(cfg.vae))
+    pipe = build_pipeline(cfg.size, vae=AutoencoderDC.from_pretrained(vae))
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, cfg.train_text_encoder
 
 

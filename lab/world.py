@@ -164,22 +164,34 @@ def _with_article(color: str | None, shape: str) -> str:
     return f"an {noun}" if noun[0] in "aeiou" else f"a {noun}"
 
 
-def make_prompt(task: str, shapes: tuple[str, ...], colors: tuple[str | None, ...] = (), count: int = 1, relation: str | None = None) -> Prompt:
-    """Builds the GenEval prompt of `task` for the given classes (and colours, count, relation)."""
+PHOTO_PREFIX = "a photo of"  # GenEval's templates start so; the bare forms leave it out
+
+
+def make_prompt(task: str, shapes: tuple[str, ...], colors: tuple[str | None, ...] = (), count: int = 1,
+                relation: str | None = None, photo: bool = True) -> Prompt:
+    """Builds the GenEval prompt of `task` for the given classes (and colours, count, relation).
+
+    Without colours (and with `photo`) the text is GenEval's template exactly; colours may also be
+    given to `counting` ("two red circles") and `position` prompts, and `photo=False` leaves out
+    "a photo of" (the bare forms people type). The metadata carries every colour, so GenEval's
+    rules judge them too.
+    """
     colors = tuple(colors) + (None,) * (len(shapes) - len(colors))
+    lead = f"{PHOTO_PREFIX} " if photo else ""
     if task in ("single_object", "colors"):
-        text = f"a photo of {_with_article(colors[0], shapes[0])}"
+        text = f"{lead}{_with_article(colors[0], shapes[0])}"
         return Prompt(text, task, (Requirement(shapes[0], 1, colors[0]),))
     if task in ("two_object", "color_attr"):
-        text = f"a photo of {_with_article(colors[0], shapes[0])} and {_with_article(colors[1], shapes[1])}"
+        text = f"{lead}{_with_article(colors[0], shapes[0])} and {_with_article(colors[1], shapes[1])}"
         return Prompt(text, task, (Requirement(shapes[0], 1, colors[0]), Requirement(shapes[1], 1, colors[1])))
     if task == "counting":
-        text = f"a photo of {NUMBERS[count]} {PLURALS[shapes[0]]}"
-        return Prompt(text, task, (Requirement(shapes[0], count),), (Requirement(shapes[0], count + 1),))
+        noun = f"{colors[0]} {PLURALS[shapes[0]]}" if colors[0] else PLURALS[shapes[0]]
+        text = f"{lead}{NUMBERS[count]} {noun}"
+        return Prompt(text, task, (Requirement(shapes[0], count, colors[0]),), (Requirement(shapes[0], count + 1),))
     if task == "position":
-        text = f"a photo of a {shapes[0]} {relation} a {shapes[1]}"
+        text = f"{lead}{_with_article(colors[0], shapes[0])} {relation} {_with_article(colors[1], shapes[1])}"
         # GenEval stores the second object first and points the first one at it.
-        return Prompt(text, task, (Requirement(shapes[1], 1), Requirement(shapes[0], 1, None, (relation, 0))))
+        return Prompt(text, task, (Requirement(shapes[1], 1, colors[1]), Requirement(shapes[0], 1, colors[0], (relation, 0))))
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
@@ -269,32 +281,89 @@ def unknown_words(text: str) -> list[str]:
     return [w for w in text.lower().split() if w not in known]
 
 
-def parse_prompt(text: str) -> Prompt:
-    """Reads a prompt written in one of GenEval's templates back into its metadata.
+GRAMMAR = (
+    "['a photo of'] then one of: 'a [color] {obj}', 'a [color] {A} and a [color] {B}', "
+    "'{two,three,four} [color] {objs}', 'a [color] {A} {left of,right of,above,below} a [color] {B}' "
+    f"(A differs from B; colours: {', '.join(COLORS)}; shapes: {', '.join(SHAPES)})"
+)
+_PLURAL_SHAPES = {plural: shape for shape, plural in PLURALS.items()}
+_WORD_NUMBERS = {word: n for n, word in NUMBERS.items()}
 
-    Raises ValueError naming unknown words or, for known words in no template, the templates accepted.
+
+def parse_prompt(text: str) -> Prompt:
+    """Reads a prompt of the world's language (`GRAMMAR`) back into GenEval's metadata.
+
+    The language is GenEval's six templates plus what people type: colours with counts ("two red
+    circles"), colours in position prompts ("a red circle left of a blue square") and the bare
+    forms without "a photo of". The returned prompt's text is the canonical spelling ("an orange",
+    not "a orange"); the stored prompt sets parse back to themselves.
+
+    Raises ValueError naming unknown words or, for known words in no form, the grammar accepted.
     """
-    words = text.lower().strip().split()
+    words = text.lower().split()
     if not words:
-        raise ValueError("empty prompt; expected e.g. 'a photo of a red circle'")
+        raise ValueError(f"empty prompt; expected e.g. 'a photo of a red circle' ({GRAMMAR})")
     bad = unknown_words(text)
     if bad:
         raise ValueError(f"unknown words {bad} in prompt {text!r}; the world knows: {', '.join(vocabulary())}")
-    folded = ["a" if x == "an" else x for x in words]  # accept "a orange" as well as "an orange"
-    for task in TASKS:
-        pool = _prompt_pool(task) + (enumerate_prompts(task, novel=True) if task == "colors" else [])
-        for p in pool:
-            if ["a" if x == "an" else x for x in p.text.split()] == folded:
-                return p
-    # color_attr is too large to pool: parse "a photo of a C1 A and a C2 B"
-    w = folded
-    if len(w) == 10 and w[:4] == ["a", "photo", "of", "a"] and w[6:8] == ["and", "a"] and w[4] in COLORS and w[8] in COLORS and w[5] in SHAPES and w[9] in SHAPES:
-        return make_prompt("color_attr", (w[5], w[9]), (w[4], w[8]))
-    raise ValueError(
-        f"prompt {text!r} fits none of GenEval's templates: 'a photo of a {{obj}}', 'a photo of a {{A}} and a {{B}}', "
-        "'a photo of {two,three,four} {objs}', 'a photo of a {color} {obj}', 'a photo of a {A} {left of,right of,above,below} a {B}', "
-        "'a photo of a {c1} {A} and a {c2} {B}'"
-    )
+    photo = words[:3] == PHOTO_PREFIX.split()
+    prompt = _parse_body(words[3:] if photo else words, photo)
+    if prompt is None:
+        raise ValueError(f"prompt {text!r} fits none of the world's forms: {GRAMMAR}")
+    return prompt
+
+
+def _parse_object(words: list[str]) -> tuple[str | None, str, int] | None:
+    """'a [color] shape' at the start of `words` -> (color, shape, words used), or None."""
+    if len(words) < 2 or words[0] not in ("a", "an"):
+        return None
+    if words[1] in COLORS and len(words) > 2 and words[2] in SHAPES:
+        return words[1], words[2], 3
+    return (None, words[1], 2) if words[1] in SHAPES else None
+
+
+def _parse_body(w: list[str], photo: bool) -> Prompt | None:
+    if w and w[0] in _WORD_NUMBERS:  # "{two,three,four} [color] {objs}"
+        color = w[1] if len(w) == 3 and w[1] in COLORS else None
+        if len(w) == 2 + (color is not None) and w[-1] in _PLURAL_SHAPES:
+            return make_prompt("counting", (_PLURAL_SHAPES[w[-1]],), (color,), _WORD_NUMBERS[w[0]], photo=photo)
+        return None
+    first = _parse_object(w)
+    if first is None:
+        return None
+    c1, a, used = first
+    rest = w[used:]
+    if not rest:
+        return make_prompt("colors" if c1 else "single_object", (a,), (c1,), photo=photo)
+    link = next((r for r in ("and", *RELATIONS) if rest[: len(r.split())] == r.split()), None)
+    second = _parse_object(rest[len(link.split()):]) if link else None
+    if second is None or len(link.split()) + second[2] != len(rest) or second[1] == a:
+        return None  # GenEval's rules match objects by class: two objects need two shapes
+    c2, b, _ = second
+    if link == "and":
+        return make_prompt("color_attr" if c1 or c2 else "two_object", (a, b), (c1, c2), photo=photo)
+    return make_prompt("position", (a, b), (c1, c2), relation=link, photo=photo)
+
+
+_TRAINING_TEXTS: set[str] = set()
+
+
+def in_training_distribution(text: str) -> bool:
+    """Whether `text`, word for word (case aside), is a prompt `sample_training_prompt` can draw:
+    GenEval's templates with "a photo of", no colour on counts or positions, no held-out pair."""
+    try:
+        prompt = parse_prompt(text)
+    except ValueError:
+        return False
+    if text.lower().split() != prompt.text.split():
+        return False  # e.g. "a orange circle": the model never saw that spelling
+    if prompt.task == "color_attr":
+        (c1, a), (c2, b) = ((r.color, r.cls) for r in prompt.include)
+        return prompt.text.startswith(PHOTO_PREFIX) and None not in (c1, c2) and c1 != c2 and not (
+            {(c1, a), (c2, b)} & NOVEL_PAIRS)
+    if not _TRAINING_TEXTS:
+        _TRAINING_TEXTS.update(p.text for task in TASKS if task != "color_attr" for p in _prompt_pool(task))
+    return prompt.text in _TRAINING_TEXTS
 
 
 PROMPT_SETS = ("quick", "full", "novel")

@@ -1,6 +1,7 @@
 """The model zoo: trained runs exported to `checkpoints/<name>` with config, log and model card.
 
     lab export runs/S --name S        # copy the pipeline, evaluate GenEval-mini, write the card
+    pipe = resolve_model("L@12")      # a shipped model by name, here L pruned to 12 blocks on load
 
 A shipped model is a plain SanaPipeline directory (loads with `SanaPipeline.from_pretrained`)
 plus `train_config.yaml`, `train_log.jsonl`, `geneval_<prompt set>.json` (per-image verdicts), a
@@ -11,7 +12,9 @@ back to the first model trained from scratch.
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from lab.checkpoint import atomic_directory
@@ -19,6 +22,82 @@ from lab.provenance import REPO_ROOT, repo_path
 
 CHECKPOINTS = REPO_ROOT / "checkpoints"
 LINEAGE_RECORDS = ("growth.json", "pruning.json")  # written by lab grow / lab prune; "source" names the parent
+DEPTH_SEPARATOR = "@"  # `L@12`: the model L pruned to 12 blocks on load
+IMPORTANCE_TABLE = "importance.json"  # the block ranking shipped beside a deep model (lab.pruning.ImportanceTable)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model named on a command line or in an app: a SanaPipeline directory, optionally pruned on load."""
+
+    path: Path  # the SanaPipeline directory
+    depth: int | None = None  # blocks kept by importance (the directory's importance.json); None = all
+
+    @property
+    def source_layers(self) -> int:
+        """Blocks of the stored transformer (read from its config, no weights loaded)."""
+        return json.loads((self.path / "transformer" / "config.json").read_text())["num_layers"]
+
+
+def shipped_models() -> list[str]:
+    """Names of the pipelines under checkpoints/ (`--model S`)."""
+    return sorted(p.parent.name for p in CHECKPOINTS.glob("*/model_index.json"))
+
+
+def _locate(name: str) -> Path:
+    """`name` from the working directory first, then the repository root, then checkpoints/."""
+    path = repo_path(name)
+    if not path.exists() and not Path(name).is_absolute() and (CHECKPOINTS / name).exists():
+        return CHECKPOINTS / name
+    return path if path.exists() else Path(name)
+
+
+def model_spec(spec: str | Path) -> ModelSpec:
+    """Reads a model spec — a path, a shipped name (`S`, `L`), either with `@depth` (`L@12`) — and
+    checks it names a SanaPipeline (and a valid depth with an importance table) without loading
+    weights. Relative paths: the working directory first, then the repository root.
+
+    Raises ValueError naming the spec and what is accepted.
+    """
+    from lab.model import check_pipeline_dir
+    from lab.pruning import check_depth
+
+    text = str(spec)
+    head, sep, tail = text.rpartition(DEPTH_SEPARATOR)
+    name, depth = (head, tail) if sep and tail.isdigit() else (text, None)
+    if not name.strip():
+        raise ValueError(f"empty model name {text!r}; expected a SanaPipeline directory or one of {shipped_models()}")
+    path = _locate(name)
+    if not path.exists():
+        raise ValueError(f"model {name!r} does not exist (looked in the working directory, {REPO_ROOT} and "
+                         f"{CHECKPOINTS}); expected a SanaPipeline directory or a shipped name: "
+                         f"{', '.join(shipped_models())} (optionally NAME{DEPTH_SEPARATOR}DEPTH)")
+    check_pipeline_dir(path)
+    if depth is None:
+        return ModelSpec(path)
+    check_depth(ModelSpec(path).source_layers, int(depth))
+    if not (path / IMPORTANCE_TABLE).is_file():
+        raise ValueError(f"{text}: {path} has no {IMPORTANCE_TABLE} to prune by; measure one with lab prune")
+    return ModelSpec(path, int(depth))
+
+
+def model_path(spec: str | Path) -> Path:
+    """The SanaPipeline directory a model spec names (see `model_spec`)."""
+    return model_spec(spec).path
+
+
+def resolve_model(spec: str | Path, device: str = "cpu", dtype=None):
+    """Loads the SanaPipeline a model spec names (see `model_spec`), pruned on load for `NAME@DEPTH`."""
+    import torch
+
+    from lab.model import load_pipeline
+    from lab.pruning import load_pruned
+
+    m = model_spec(spec)
+    dtype = dtype or torch.float32
+    if m.depth is None:
+        return load_pipeline(m.path, device=device, dtype=dtype)
+    return load_pruned(m.path, m.depth, m.path / IMPORTANCE_TABLE, device=device, dtype=dtype)
 
 
 def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, reproduce: str,
@@ -111,50 +190,3 @@ def training_cost(model_dir: str | Path) -> int | None:
     before = training_cost(parent)
     return None if before is None else own + before
 
-
-PRUNED_SEPARATOR = "@"  # "L@12": shipped model L pruned on load to 12 blocks
-IMPORTANCE_RECORD = "importance.json"  # the block ranking shipped beside a model that prunes on load
-
-
-def model_dir(spec: str | Path) -> Path:
-    """The directory of a model named by `spec`: a path (from the working directory, else the
-    repository root) or a shipped name (`S`, `L`); `@depth` suffixes are not part of it."""
-    path = repo_path(spec)
-    if path.is_dir():
-        return path
-    shipped = CHECKPOINTS / str(spec)
-    if shipped.is_dir():
-        return shipped
-    names = sorted(p.name for p in CHECKPOINTS.iterdir() if (p / "model_index.json").is_file()) if CHECKPOINTS.is_dir() else []
-    raise ValueError(f"model {str(spec)!r} does not exist: expected a SanaPipeline directory or a shipped name "
-                     f"({', '.join(names)}), optionally with @depth (e.g. L@12)")
-
-
-def split_spec(spec: str | Path) -> tuple[str, int | None]:
-    """`"L@12"` -> (`"L"`, 12); `"S"` -> (`"S"`, None). Raises ValueError on a depth that is not an integer."""
-    name, sep, depth = str(spec).rpartition(PRUNED_SEPARATOR)
-    if not sep:
-        return str(spec), None
-    if not depth.isdigit() or int(depth) < 1:
-        raise ValueError(f"model {str(spec)!r}: the depth after {PRUNED_SEPARATOR!r} must be a positive integer (e.g. L@12)")
-    return name, int(depth)
-
-
-def load_model(spec: str | Path, device: str = "cpu", dtype=None):
-    """Loads a SanaPipeline by name or path; `NAME@d` prunes it on load to d blocks with the
-    ranking in its `importance.json` (see `lab.pruning.load_pruned`)."""
-    import torch
-
-    from lab.model import load_pipeline
-    from lab.pruning import load_pruned
-
-    dtype = dtype or torch.float32
-    name, depth = split_spec(spec)
-    path = model_dir(name)
-    if depth is None:
-        return load_pipeline(path, device=device, dtype=dtype)
-    ranking = path / IMPORTANCE_RECORD
-    if not ranking.is_file():
-        raise ValueError(f"model {str(spec)!r}: {path} has no {IMPORTANCE_RECORD} to prune by; run the block "
-                         "importance notebook on it first")
-    return load_pruned(path, depth, ranking=ranking, device=device, dtype=dtype)

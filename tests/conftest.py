@@ -48,3 +48,21 @@ def tiny_pipeline(tiny_pipeline_dir):
     from lab.model import load_pipeline
 
     return load_pipeline(tiny_pipeline_dir)
+
+
+@pytest.fixture
+def run_lab(capsys):
+    """Runs `lab ARGV` in this process. Returns (exit code, stdout, stderr)."""
+    from lab.cli import main
+
+    def run(*argv) -> tuple[int, str, str]:
+        capsys.readouterr()
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as e:
+            code = e.code if isinstance(e.code, int) else 1
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run

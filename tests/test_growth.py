@@ -143,7 +143,7 @@ def test_growing_something_that_is_not_a_sana_transformer_raises_a_type_error(ti
         grow_depth(torch.nn.Linear(2, 2), 6)
 
 
-def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_dir, tmp_path, capsys):
+def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_dir, tmp_path, capsys, run_lab):
     from diffusers import SanaPipeline
 
     out = tmp_path / "grown"
@@ -154,9 +154,9 @@ def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_
     assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 6
     record = json.loads((out / GROWTH_FILE).read_text())
     assert record["plan"] == [0, 1, None, None, None, None] and record["source"] == str(tiny_pipeline_dir)
-    with pytest.raises(SystemExit, match="unknown growth strategy 'deep'"):
-        cli.main(["grow", "--model", str(tiny_pipeline_dir), "--num-layers", "6", "--strategy", "deep",
-                  "--out", str(tmp_path / "bad")])
+    code, _, err = run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--strategy", "deep",
+                           "--out", tmp_path / "bad")
+    assert code == 2 and err.startswith("lab grow: error: unknown growth strategy 'deep'") and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
 
 

@@ -157,3 +157,31 @@ def test_shipped_autoencoder_is_never_the_bottleneck():
     report = autoencoder_fidelity(AutoencoderDC.from_pretrained(path).eval(), num_images=128, seed=1000)
     correct = np.mean([v.correct for v in report.verdicts])
     assert correct >= 0.99, report.table()
+
+
+def test_generate_warns_once_per_prompt_outside_training_at_the_callers_line(tiny_pipeline):
+    import warnings
+
+    prompt = "a photo of three purple crosses"  # a colour on a count: never in training
+    with pytest.warns(UserWarning, match="'a photo of three purple crosses' is outside what lab models") as record:
+        generate(tiny_pipeline, [prompt] * 2, [0, 1], FAST)
+    ours = [w for w in record if "outside what lab models" in str(w.message)]
+    assert len(ours) == 1 and ours[0].filename == __file__  # the user's call, not a torch file
+    with warnings.catch_warnings():
+        warnings.filterwarnings("error", category=UserWarning)
+        generate(tiny_pipeline, [prompt], [0], FAST)  # once per prompt
+        generate(tiny_pipeline, ["a photo of two circles"], [0], FAST)  # a training prompt: silent
+
+
+@pytest.mark.parametrize("field, value", [("steps", 0), ("guidance_scale", -1.0), ("batch_size", 0)])
+def test_sampler_config_rejects_values_out_of_range(field, value):
+    from lab.sampling import SamplerConfig
+
+    with pytest.raises(ValueError, match=f"sampler {field} .* expected >= "):
+        SamplerConfig(**{field: value})
+
+
+def test_importing_the_lab_and_diffusers_prints_no_bitsandbytes_kernel_warning():
+    code = "import lab.model, lab.sampling; from diffusers import SanaPipeline; import bitsandbytes"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "gemm_4bit_forward" not in r.stderr + r.stdout

@@ -24,3 +24,12 @@ def test_notebook_runs_in_quick_mode_under_papermill(path, tmp_path):
     papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters={"mode": "quick", "out_dir": str(tmp_path / "out")},
                                cwd=str(path.parent.parent), kernel_name="python3", progress_bar=False)
     assert any((tmp_path / "out").rglob("*.png")), "the notebook drew no figure"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_papermill_reads_every_parameter_line(path, caplog):
+    import papermill
+
+    with caplog.at_level("WARNING", logger="papermill"):
+        names = papermill.inspect_notebook(str(path))
+    assert "mode" in names and not [r for r in caplog.records if "Unable to parse" in r.getMessage()]

@@ -51,5 +51,19 @@ def test_cli_world_render_saves_a_grid(tmp_path, capsys):
     out = tmp_path / "grid.png"
     cli.main(["world", "render", "--prompt", "a photo of two circles", "--n", "3", "--seed", "5", "-o", str(out)])
     assert out.is_file() and "wrote" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="unknown words"):
+    with pytest.raises(SystemExit) as exit_info:
         cli.main(["world", "render", "--prompt", "a photo of a hexagon", "-o", str(out)])
+    assert exit_info.value.code == 2 and "unknown words ['hexagon']" in capsys.readouterr().err
+
+
+def test_quick_mode_figures_are_marked_smoke_test_not_a_result():
+    from matplotlib.figure import Figure
+
+    from lab.provenance import SMOKE_TEST
+
+    def texts(mode):
+        fig = plots.stamp_figure(Figure(), {"mode": mode, "commit": "abc"})
+        return [t.get_text() for t in fig.texts]
+
+    assert SMOKE_TEST == "smoke test \u2014 not a result"
+    assert SMOKE_TEST in texts("quick") and SMOKE_TEST not in " ".join(texts("full"))

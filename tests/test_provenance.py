@@ -31,3 +31,41 @@ def test_repo_path_finds_checkout_paths_from_any_working_directory(tmp_path, mon
     assert repo_path("checkpoints/S") == REPO_ROOT / "checkpoints" / "S"
     (tmp_path / "here").mkdir()
     assert repo_path("here") == Path("here") and repo_path(tmp_path) == tmp_path
+
+
+def test_quick_mode_notes_say_smoke_test_and_full_mode_prints_nothing():
+    from lab.provenance import SMOKE_TEST, smoke_test_note
+
+    assert SMOKE_TEST in smoke_test_note("quick") and smoke_test_note("full") == ""
+
+
+def test_a_quick_runs_temporary_work_directory_is_removed_when_the_process_exits(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = "from lab.experiments import work_directory; w = work_directory('quick'); (w / 'x').write_text('1'); print(w)"
+    path = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
+    assert path.name.startswith("lab-") and not path.exists()
+    from lab.experiments import work_directory
+    from lab.provenance import REPO_ROOT
+
+    assert work_directory("full", "", "runs/pruning") == REPO_ROOT / "runs/pruning"  # kept: resumable
+    assert work_directory("quick", str(tmp_path)) == tmp_path  # a given work_dir is kept too
+
+
+def test_temporary_directories_of_killed_processes_are_removed_by_the_next_quick_run(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    import tempfile
+
+    from lab import experiments
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f"lab-test-{dead.stdout.strip()}-abc"
+    stale.mkdir()
+    fresh = experiments.temporary_directory("lab-test-")
+    assert not stale.exists() and fresh.exists()
+    experiments.remove_temporary_directories()
+    assert not fresh.exists()

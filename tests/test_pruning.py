@@ -266,11 +266,11 @@ def test_lab_prune_measures_prunes_saves_a_plain_diffusers_pipeline_and_fine_tun
 @pytest.mark.parametrize("argv, message", [
     (["--depth", "4"], "expected an integer from 1 to 3"),
     (["--depth", "2", "--by", "middle"], "unknown pruning method 'middle'"),
-    (["--depth", "2", "--finetune-steps", "-1"], "must be >= 0"),
+    (["--depth", "2", "--finetune-steps", "-1"], "argument --finetune-steps: -1 is out of range; expected an integer >= 0"),
 ])
-def test_lab_prune_rejects_bad_arguments_before_any_work(deep_pipeline_dir, tmp_path, argv, message):
-    with pytest.raises(SystemExit, match=message):
-        cli.main(["prune", "--model", str(deep_pipeline_dir), "--out", str(tmp_path / "x"), *argv])
+def test_lab_prune_rejects_bad_arguments_before_any_work(deep_pipeline_dir, tmp_path, argv, message, run_lab):
+    code, _, err = run_lab("prune", "--model", deep_pipeline_dir, "--out", tmp_path / "x", *argv)
+    assert code == 2 and err.startswith("lab prune: error: ") and message in err and err.count("\n") == 1
     assert not (tmp_path / "x").exists()
 
 

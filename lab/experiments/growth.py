@@ -18,7 +18,6 @@ warm-up (SANA 1.5's schedule), so segments give the same weights as one uninterr
 from __future__ import annotations
 
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -117,11 +116,12 @@ QUICK_VAE = VAESize(block_out_channels=(8, 8, 16, 16), decoder_layers_per_block=
 
 def quick_source(directory: str | Path | None = None, seed: int = 0) -> Path:
     """An untrained tiny pipeline (4 blocks of the `tiny` width, a tiny VAE) for quick runs when
-    no trained S exists; saved to `directory` (default: a new temporary one). Returns its path."""
+    no trained S exists; saved to `directory` (default: a temporary one, removed at exit). Returns its path."""
+    from lab.experiments import temporary_directory
     from lab.model import SIZES
 
     quiet_hub_logging()
-    directory = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="growth-source-"))
+    directory = Path(directory) if directory is not None else temporary_directory("growth-source-")
     torch.manual_seed(seed)
     size = replace(SIZES["tiny"], num_layers=QUICK_SOURCE_LAYERS)
     pipe = build_pipeline(size, vae=build_vae(QUICK_VAE))

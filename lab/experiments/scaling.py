@@ -41,7 +41,7 @@ TARGETS = {"best_of_16_L": 0.80, "gain_at_16": 0.25}  # issue 13: learned-judge 
 class ScalingConfig:
     """One run. Presets: configs/experiments/scaling.yaml (quick, full)."""
 
-    models: tuple[str, ...] = ("S", "L@12", "L")  # lab.zoo.load_model specs
+    models: tuple[str, ...] = ("S", "L@12", "L")  # lab.zoo.resolve_model specs
     prompts: str = "full"  # GenEval-mini prompt set
     prompt_limit: int = 0  # 0 = all; else the first this many in task round-robin order (`interleaved`)
     n_max: int = 16  # candidates per prompt and model
@@ -70,21 +70,20 @@ def interleaved(prompts: list[world.Prompt], limit: int = 0) -> list[world.Promp
 
 def model_cache(cfg: ScalingConfig, model: str) -> Path:
     """Cache folder of one model's samples (its weights' fingerprint in the name: retrained models never reuse)."""
-    from lab.zoo import model_dir, split_spec
+    from lab.zoo import model_path
 
-    name, _ = split_spec(model)
-    weights = model_dir(name) / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights = model_path(model) / "transformer" / "diffusion_pytorch_model.safetensors"
     stamp = f"{weights.stat().st_size}-{int(weights.stat().st_mtime)}" if weights.is_file() else "unknown"
     return Path(cfg.work_dir) / f"{str(model).replace('/', '_')}-{stamp}"
 
 
 def candidates(cfg: ScalingConfig, model: str, prompts: list[world.Prompt], progress: bool = True) -> np.ndarray:
     """(P, n_max, H, W, 3) uint8: candidate j of prompt p uses seed `cfg.seed + p * n_max + j`."""
-    from lab.zoo import load_model
+    from lab.zoo import resolve_model
 
     texts = [p.text for p in prompts for _ in range(cfg.n_max)]
     seeds = benchmark_seeds(cfg.seed, len(prompts), cfg.n_max)
-    images, _ = generate_cached(lambda: load_model(model), texts, seeds, model_cache(cfg, model), cfg.sampler, progress,
+    images, _ = generate_cached(lambda: resolve_model(model), texts, seeds, model_cache(cfg, model), cfg.sampler, progress,
                                 desc=f"candidates {model}")
     return images.reshape(len(prompts), cfg.n_max, *images.shape[1:])
 
@@ -138,9 +137,9 @@ def seconds_per_image(models, sampler: SamplerConfig, prompt: str = "a photo of 
     """Generation seconds per image of each model at batch TIMING_BATCH, measured side by side
     (interleaved, best of two) so the ratios hold on a noisy machine."""
     from lab.sampling import generate
-    from lab.zoo import load_model
+    from lab.zoo import resolve_model
 
-    pipes = {m: load_model(m) for m in models}
+    pipes = {m: resolve_model(m) for m in models}
     best = {m: float("inf") for m in models}
     for _ in range(2):
         for m, pipe in pipes.items():
@@ -159,7 +158,7 @@ def judge_seconds_per_image(judge, images: np.ndarray, prompt: str) -> float:
 def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True) -> dict:
     """Runs the experiment; writes `out/metrics.json` when `out` is given. Returns the metrics."""
     from lab.provenance import write_json
-    from lab.zoo import load_model
+    from lab.zoo import resolve_model
 
     prompts = interleaved(world.load_prompts(cfg.prompts), cfg.prompt_limit)
     tasks = [p.task for p in prompts]
@@ -170,7 +169,7 @@ def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True
     for model in cfg.models:
         images = candidates(cfg, model, prompts, progress)
         scores, correct = judge_all(judge, images, prompts)
-        pipe = load_model(model)
+        pipe = resolve_model(model)
         blocks = len(pipe.transformer.transformer_blocks)
         metrics["models"][model] = {"blocks": blocks, "curves": selection_curves(scores, correct, tasks, cfg.n_max, cfg.ns),
                                     "reliability": reliability(scores, correct, np.repeat(tasks, cfg.n_max))}
@@ -192,13 +191,13 @@ def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True
 def novel_reliability(cfg: ScalingConfig, judge, progress: bool) -> dict:
     """The judge on the first model's samples of the `novel` prompts (colour-shape pairs that no
     model and not the judge saw in training)."""
-    from lab.zoo import load_model
+    from lab.zoo import resolve_model
 
     novel = interleaved(world.load_prompts("novel"), cfg.prompt_limit)
     model = cfg.models[0]
     texts = [p.text for p in novel for _ in range(cfg.novel_per_prompt)]
     seeds = benchmark_seeds(cfg.seed, len(novel), cfg.novel_per_prompt)
-    images, _ = generate_cached(lambda: load_model(model), texts, seeds, model_cache(cfg, model) / "novel", cfg.sampler,
+    images, _ = generate_cached(lambda: resolve_model(model), texts, seeds, model_cache(cfg, model) / "novel", cfg.sampler,
                                 progress, desc=f"novel {model}")
     images = images.reshape(len(novel), cfg.novel_per_prompt, *images.shape[1:])
     scores, correct = judge_all(judge, images, novel)
@@ -211,7 +210,7 @@ def steps_vs_candidates(cfg: ScalingConfig, prompts: list[world.Prompt], metrics
     (transformer evaluations, NFE)."""
     from dataclasses import replace
 
-    from lab.zoo import load_model
+    from lab.zoo import resolve_model
 
     model = cfg.models[0]
     texts = [p.text for p in prompts]
@@ -219,7 +218,7 @@ def steps_vs_candidates(cfg: ScalingConfig, prompts: list[world.Prompt], metrics
     steps_rows = []
     for steps in cfg.steps_sweep:
         sampler = replace(cfg.sampler, steps=steps)
-        images, _ = generate_cached(lambda: load_model(model), texts, seeds, model_cache(cfg, model) / f"steps{steps}", sampler,
+        images, _ = generate_cached(lambda: resolve_model(model), texts, seeds, model_cache(cfg, model) / f"steps{steps}", sampler,
                                     progress, desc=f"{model} at {steps} steps")
         correct = np.array([v.correct for v in geneval.evaluate(images, prompts).verdicts], float)
         steps_rows.append({"steps": steps, "nfe": nfe_per_image(sampler)} | overall_with_interval(correct, [p.task for p in prompts]))
