@@ -157,6 +157,41 @@ def _usage(fn, *a, **kw):
         raise UsageError(str(e)) from e
 
 
+def _train_judge(args: argparse.Namespace) -> None:
+    from lab.config import load_config
+    from lab.judge_train import JudgeTrainConfig, train_judge
+
+    cfg = _usage(load_config, JudgeTrainConfig, args.config, steps=args.steps, seed=args.seed)
+    metrics = train_judge(cfg, args.out)
+    o = metrics["overall"]
+    print(f"held-out pairs: balanced accuracy {o['balanced_accuracy']:.3f}, AUC {o['auc']:.3f} -> {args.out}")
+
+
+def _best_of_n(args: argparse.Namespace) -> None:
+    from lab import plots
+    from lab.geneval import evaluate_image
+    from lab.judge import load_judge
+    from lab.sampling import SamplerConfig
+    from lab.scaling import best_of_n
+    from lab.zoo import resolve_model
+
+    judge = _usage(load_judge, args.judge)
+    result = best_of_n(resolve_model(args.model), args.prompt, args.n, judge, args.select, args.seed,
+                       SamplerConfig(args.steps, args.cfg))
+    verdicts = [evaluate_image(x, args.prompt) for x in result.images]
+    order = result.ranking
+    captions = [f"#{r + 1} P(yes)={result.scores.p_yes[i]:.2f}" for r, i in enumerate(order)]
+    fig = plots.image_grid(result.images[order], captions, [verdicts[i] for i in order],
+                           title=f"{args.prompt!r}: best of {args.n} by {judge.name} ({args.select})",
+                           stamp={"model": args.model, "judge": judge.name, "seed": args.seed, "steps": args.steps,
+                                  "cfg": args.cfg})
+    fig.savefig(args.out)
+    w = result.winner
+    print(f"winner: candidate {w} (seed {result.seeds[w]}), P(yes) {result.scores.p_yes[w]:.3f}, evaluator "
+          f"{'pass' if verdicts[w].correct else 'fail'} ({verdicts[w].reason}); {result.judge_calls} judge calls, "
+          f"{result.model_calls} model calls -> {args.out}")
+
+
 def _train(args: argparse.Namespace) -> None:
     import yaml
 
@@ -354,6 +389,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", help="override the optimizer: adamw, adamw8bit, came, came8bit")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
+
+    p = command(sub, "train-judge", _train_judge, help="train the lab's yes/no VLM judge on evaluator-labelled samples")
+    p.add_argument("--config", type=_existing_file, default="configs/judge.yaml", help="YAML of lab.judge_train.JudgeTrainConfig fields")
+    p.add_argument("--out", type=_writable_target, required=True, help="judge directory (model + processor), written atomically")
+    p.add_argument("--steps", type=positive, help="override the config's steps")
+    p.add_argument("--seed", type=int, help="override the config's seed")
+
+    p = command(sub, "best-of-n", _best_of_n, help="generate N candidates, rank them by a judge's tournament, save a grid")
+    p.add_argument("--model", type=_model, required=True, help="SanaPipeline directory or shipped name (S, L, L@12)")
+    p.add_argument("--prompt", type=_prompt_text, required=True)
+    p.add_argument("--n", type=positive, default=16, help="candidates (1 to lab.scaling.MAX_CANDIDATES)")
+    p.add_argument("--judge", default="checkpoints/judge", help="judge directory (any transformers VLM) or 'oracle'")
+    p.add_argument("--select", default="tournament", choices=["tournament", "topk", "score"])
+    p.add_argument("--steps", type=positive, default=20)
+    p.add_argument("--cfg", type=guidance, default=4.5)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("-o", "--out", type=_figure_file, default="best_of_n.png", help="figure of the ranked candidates")
 
     p = command(sub, "generate", _generate, help="generate N candidates for a prompt and save a grid")
     p.add_argument("--model", type=_model, required=True,

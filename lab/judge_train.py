@@ -113,12 +113,13 @@ class JudgeTrainConfig:
     """One judge training run: its data (see lab.judge_data) and optimisation."""
 
     size: str = "lab"  # JUDGE_SIZES key
-    sample_models: tuple[str, ...] = ("S", "L@12", "L", "L@8")  # generators whose samples it learns from
-    samples_per_model: tuple[int, ...] = (1536, 512, 256, 256)
+    sample_models: tuple[str, ...] = ("S", "L@12")  # generators whose samples it learns from (lab.zoo specs)
+    samples_per_model: tuple[int, ...] = (1536, 512)
     sample_seed: int = 1_000_000_000  # lab.judge_data.JUDGE_SEED; model k uses sample_seed + k x seed_stride
     seed_stride: int = 10_000_000
     renders: int = 16384  # clean renders (blurred, noisy) added as cheap extra pairs
-    negatives_per_image: int = 2  # perturbed prompts paired with each image, besides its own
+    negatives_per_image: int = 3  # perturbed prompts paired with each image, besides its own
+    generated_fraction: float = 0.5  # of each batch, pairs of generated samples (the rest: renders)
     holdout_fraction: float = 0.1  # of the generated images, for the validation printed while training
     steps: int = 3000
     batch_size: int = 64
@@ -147,6 +148,17 @@ def answer_loss(judge: VLMJudge, batch: dict, labels: torch.Tensor, class_weight
     return (F.cross_entropy(logits, target, reduction="none") * class_weight[labels.long()]).sum() / class_weight[labels.long()].sum()
 
 
+def batch_indices(pairs, cfg: JudgeTrainConfig, rng: np.random.Generator) -> np.ndarray:
+    """`cfg.batch_size` pair indices, `generated_fraction` of them from generated samples (there are
+    far fewer of those than renders, and they are what the judge will see)."""
+    generated = np.flatnonzero(np.asarray(pairs.sources) != "render")
+    rendered = np.flatnonzero(np.asarray(pairs.sources) == "render")
+    k = int(round(cfg.batch_size * cfg.generated_fraction)) if len(generated) and len(rendered) else (
+        cfg.batch_size if len(generated) else 0)
+    return np.concatenate([rng.choice(generated, k), rng.choice(rendered, cfg.batch_size - k)]) if k < cfg.batch_size \
+        else rng.choice(generated, k)
+
+
 def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -> dict:
     """Builds the data, trains the judge and saves it (model + processor + config + log) to `out`
     atomically. Returns the held-out validation metrics."""
@@ -171,7 +183,7 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
         bar = tqdm(range(cfg.steps), desc="train judge", disable=not progress)
         for step in bar:
             model.train()
-            idx = rng.integers(len(train), size=cfg.batch_size)
+            idx = batch_indices(train, cfg, rng)
             batch = judge.inputs(train.images_of(idx), [train.prompts[i] for i in idx])
             for g in opt.param_groups:
                 g["lr"] = _lr(cfg, step)

@@ -22,3 +22,21 @@ def test_unknown_benchmark_lists_the_available_ones(run_lab):
 def test_bench_help_lists_the_benchmarks(run_lab):
     code, out, _ = run_lab("bench", "--help")
     assert code == 0 and all(name in out for name in ("geneval", "importance", "optim", "sample", "train", "world"))
+
+
+def test_bench_scaling_counts_exactly_n_judge_calls(tiny_pipeline_dir, tmp_path):
+    from lab.bench import scaling
+
+    result = scaling.main(["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--out", str(tmp_path / "s.json")])
+    assert result["judge_calls"] == {"1": 1, "4": 4} and result["judge_calls_equal_n"]
+    assert result["per_candidate_s_best_of_n"] > 0 and (tmp_path / "s.json").is_file()
+
+
+def test_bench_judge_reports_reliability_per_split(tiny_pipeline_dir, tmp_path):
+    from lab.bench import judge
+
+    result = judge.main(["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--cache", str(tmp_path / "c"),
+                         "--out", str(tmp_path / "j.json")])
+    assert set(result["splits"]) == {"quick", "novel"}
+    # the oracle is the evaluator: it agrees with itself on every image
+    assert result["splits"]["quick"]["overall"]["accuracy"] == 1.0 and result["images_per_s"] > 0

@@ -35,7 +35,7 @@ class SoftmaxSelfAttention:
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def best_of_n(pipe, n: int, sampler: SamplerConfig, repeats: int) -> dict:
+def batched_vs_single(pipe, n: int, sampler: SamplerConfig, repeats: int) -> dict:
     prompt, seeds = "a photo of three red circles", candidate_seeds(0, n)
     batched, single = [], []
     for _ in range(repeats):  # interleaved, so drift on a noisy machine hits both alike
@@ -119,9 +119,9 @@ def main(argv: list[str] | None = None) -> dict:
     pipe.set_progress_bar_config(disable=True)
     sampler = SamplerConfig(steps=args.steps)
     result = {"benchmark": "sample", "model": args.model if Path(args.model).exists() else "untrained",
-              "best_of_n": best_of_n(pipe, args.n, sampler, args.repeats),
+              "batched_vs_single": batched_vs_single(pipe, args.n, sampler, args.repeats),
               "attention_scaling": attention_scaling(pipe.transformer, sides, args.attention_repeats)}
-    r = result["best_of_n"]
+    r = result["batched_vs_single"]
     print(f"best-of-{r['n']}: {r['per_image_s_batched'] * 1000:.0f} ms/image batched vs "
           f"{r['per_image_s_single'] * 1000:.0f} ms single -> ratio {r['ratio']:.2f}")
     for part in ("ratios", "self_attention_ratios"):

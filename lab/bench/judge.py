@@ -1,0 +1,82 @@
+"""`lab bench judge`: how far the judge agrees with GenEval-mini, and how fast it is.
+
+On fresh samples of a model (seeds no judge was trained on): the `quick` prompt set, and the
+`novel` prompts (colour-shape pairs never used to train a model or the judge). Reports accuracy,
+balanced accuracy and ROC AUC per task, the calibration curve, and judged images per second.
+Targets (issue 13): balanced accuracy >= 0.90 overall and >= 0.80 on every task; AUC >= 0.95.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+
+from lab import world
+from lab.judge import OracleJudge, load_judge, reliability
+from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached
+
+SEED = 3_000_000_000  # benchmark samples: apart from judge-training and scaling seeds
+TARGETS = {"balanced_accuracy": 0.90, "task_balanced_accuracy": 0.80, "auc": 0.95}
+SPEED_IMAGES = 256  # images judged in one timed call
+
+
+def samples(model: str, prompt_set: str, per_prompt: int, limit: int, sampler: SamplerConfig, cache: str):
+    """(images (P x per_prompt, 64, 64, 3) uint8, prompts) of `model` on a prompt set, cached."""
+    from lab.zoo import resolve_model
+
+    prompts = world.load_prompts(prompt_set)
+    prompts = prompts[:: max(1, len(prompts) // limit)][:limit] if limit else prompts
+    expanded = [p for p in prompts for _ in range(per_prompt)]
+    seeds = benchmark_seeds(SEED, len(prompts), per_prompt)
+    images, _ = generate_cached(lambda: resolve_model(model), [p.text for p in expanded], seeds,
+                                f"{cache}/{str(model).replace('/', '_')}-{prompt_set}", sampler, desc=f"{model} {prompt_set}")
+    return images, expanded
+
+
+def measure(judge_spec: str, model: str, per_prompt: int, limit: int, sampler: SamplerConfig, cache: str) -> dict:
+    judge = load_judge(judge_spec)
+    out = {"judge": judge.name, "model": model, "splits": {}}
+    for split, per in (("quick", per_prompt), ("novel", 1)):
+        images, prompts = samples(model, split, per, limit, sampler, cache)
+        truth = OracleJudge().score(images, [p.text for p in prompts]).says_yes
+        scores = judge.score(images, [p.text for p in prompts])
+        out["splits"][split] = reliability(scores, truth, [p.task for p in prompts])
+    speed = np.repeat(images[:1], SPEED_IMAGES, axis=0)
+    t = time.perf_counter()
+    judge.score(speed, [prompts[0].text] * SPEED_IMAGES)
+    out["images_per_s"] = SPEED_IMAGES / (time.perf_counter() - t)
+    seen = out["splits"]["quick"]
+    out["targets"] = TARGETS
+    out["meets_targets"] = {
+        "balanced_accuracy": seen["overall"]["balanced_accuracy"] >= TARGETS["balanced_accuracy"],
+        "every_task": all(r["balanced_accuracy"] >= TARGETS["task_balanced_accuracy"] for r in seen["tasks"].values()),
+        "auc": seen["overall"]["auc"] >= TARGETS["auc"],
+    }
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="lab bench judge", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--judge", default="checkpoints/judge", help="judge directory or 'oracle'")
+    parser.add_argument("--model", default="S", help="the generator whose samples are judged (lab.zoo spec)")
+    parser.add_argument("--per-prompt", type=int, default=2, help="images per quick-set prompt")
+    parser.add_argument("--limit", type=int, default=0, help="prompts per set (0 = all)")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps of the samples")
+    parser.add_argument("--cache", default="runs/bench_judge", help="where generated samples are kept")
+    parser.add_argument("--quick", action="store_true", help="12 prompts per set, 1 image each, 4 steps")
+    parser.add_argument("--out", default="reports/bench/judge.json")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.limit, args.per_prompt, args.steps = 12, 1, 4
+    result = measure(args.judge, args.model, args.per_prompt, args.limit, SamplerConfig(steps=args.steps), args.cache)
+    from lab.provenance import write_json
+
+    path = write_json({"benchmark": "judge", **result}, args.out)
+    for split, r in result["splits"].items():
+        o = r["overall"]
+        print(f"{split:>6}: balanced accuracy {o['balanced_accuracy']:.3f}, AUC {o['auc']:.3f}, accuracy {o['accuracy']:.3f} "
+              f"({o['n']} images); per task: " + ", ".join(f"{t} {v['balanced_accuracy']:.2f}" for t, v in r["tasks"].items()))
+    print(f"judge: {result['images_per_s']:.0f} images/s; targets met: {result['meets_targets']} -> {path}")
+    return result
