@@ -69,3 +69,15 @@ def test_temporary_directories_of_killed_processes_are_removed_by_the_next_quick
     assert not stale.exists() and fresh.exists()
     experiments.remove_temporary_directories()
     assert not fresh.exists()
+
+
+def test_public_api_names_resolve_lazily():
+    import subprocess
+    import sys
+
+    code = "import sys, lab; assert 'torch' not in sys.modules; print(sorted(n for n in lab.__all__ if getattr(lab, n)))"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    import lab
+
+    assert lab.best_of_n.__module__ == "lab.scaling" and lab.load_model.__name__ == "resolve_model"
