@@ -160,7 +160,7 @@ def detect(image, config: EvalConfig = DEFAULT_EVAL) -> list[Detection]:
         image: (64, 64, 3) uint8 or float in [0, 1], or a PIL RGB image (see `as_image`).
     Returns:
         one Detection per component of at least `min_area` pixels, in raster order; GenEval's
-        score thresholds are applied by the rules (`judge`), not here.
+        score thresholds are applied by the rules (`apply_rules`), not here.
     """
     x = as_image(image)
     ink = 1 - x.min(axis=2)  # 0 on white, >= 0.53 on every palette colour
@@ -281,7 +281,7 @@ def oracle_detections(scene: Scene) -> list[Detection]:
 # GenEval's rules (evaluate_images.py: `evaluate`), on the detections
 
 
-def judge(detections: Sequence[Detection], prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
+def apply_rules(detections: Sequence[Detection], prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
     """Applies GenEval's rules to detections: presence, exact counts (N + 1 fails), colour, position.
 
     Extra objects of classes the prompt does not name are never penalised.
@@ -346,7 +346,7 @@ def _plural(cls: str) -> str:
 
 def evaluate_image(image, prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
     """Detects the objects of one image and judges them against `prompt` (a Prompt or its text)."""
-    return judge(detect(image, config), prompt, config)
+    return apply_rules(detect(image, config), prompt, config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,5 +512,5 @@ def write_report(report: Report, path: str | Path, **extra) -> Path:
 
 
 __all__ = ["EvalConfig", "DEFAULT_EVAL", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
-           "judge", "evaluate_image", "evaluate", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
+           "apply_rules", "evaluate_image", "evaluate", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
            "write_report"]

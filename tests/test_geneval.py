@@ -58,9 +58,9 @@ def test_perturbed_prompts_are_false_and_rejected(rendered):
     for prompt, scene, _, v in rendered:
         truth = geneval.oracle_detections(scene)
         for kind, bad in perturbations(prompt, scene, rng):
-            assert not geneval.judge(truth, bad).correct, (prompt.text, bad.text)  # the generator is sound
+            assert not geneval.apply_rules(truth, bad).correct, (prompt.text, bad.text)  # the generator is sound
             kinds.add(kind)
-            rejected.append(not geneval.judge(v.detections, bad).correct)
+            rejected.append(not geneval.apply_rules(v.detections, bad).correct)
     assert kinds == {"color", "class", "count", "relation"}
     assert len(rejected) > 3 * N_CLEAN and np.mean(rejected) >= 0.995
 
@@ -109,13 +109,13 @@ def test_colour_reason_names_found_and_expected_colours():
 def test_colour_is_judged_on_the_most_confident_detection_like_geneval():
     blue = Detection("circle", "blue", (0, 0, 10, 10), 80, 0.95)
     red = Detection("circle", "red", (30, 30, 40, 40), 80, 0.90)
-    assert not geneval.judge([blue, red], "a photo of a red circle").correct
-    assert geneval.judge([dataclasses.replace(blue, score=0.85), red], "a photo of a red circle").correct
+    assert not geneval.apply_rules([blue, red], "a photo of a red circle").correct
+    assert geneval.apply_rules([dataclasses.replace(blue, score=0.85), red], "a photo of a red circle").correct
 
 
 def test_detections_below_the_score_threshold_are_ignored():
     faint = Detection("circle", "red", (0, 0, 10, 10), 80, geneval.DEFAULT_EVAL.min_score)
-    v = geneval.judge([faint], "a photo of a circle")
+    v = geneval.apply_rules([faint], "a photo of a circle")
     assert not v.correct and v.reason == "expected 1 circle, found 0"
 
 

@@ -107,9 +107,9 @@ def measure(n: int, seed: int = 0, blur_sigma: float = 1.0, noise_sigma: float =
     for (p, _), scene, v in zip(cases, scenes, verdicts):
         truth = geneval.oracle_detections(scene)
         for kind, bad in perturbations(p, scene, rng):
-            truly_false.append(not geneval.judge(truth, bad).correct)
+            truly_false.append(not geneval.apply_rules(truth, bad).correct)
             if truly_false[-1]:
-                rejected.setdefault(kind, []).append(not geneval.judge(v.detections, bad).correct)
+                rejected.setdefault(kind, []).append(not geneval.apply_rules(v.detections, bad).correct)
     all_rejected = [r for rs in rejected.values() for r in rs]
 
     noisy = [geneval.evaluate_image(degrade(x, rng, blur_sigma, noise_sigma), p) for x, (p, _) in zip(images, cases)]
