@@ -40,12 +40,13 @@ class EvalConfig:
 
     ink_threshold: float = 0.35  # foreground when 1 - min(R, G, B) exceeds this; white is 0, the palette >= 0.53 (pink)
     min_area_fraction: float = 0.6  # smallest object = this x the world's smallest (a triangle of side min_size, ~98 px)
-    max_size_factor: float = 1.5  # an object's box side is at most this x the world's max_size (22 px -> 33 px)
+    max_size_factor: float = 1.5  # an object's box side at most this x the world's max_size (22 px -> 33 px), its
+    # area at most this x max_size^2 (726 px), a component's at most max_parts x that (2,904 px of the 4,096)
     palette_max_distance: float = 0.3  # core colour farther than this (RGB, [0, 1]) from every palette colour: not an
     # object. Palette colours are >= 0.28 apart; S's detections sit within 0.26 (99th pct); grey is 0.38 away
     max_core_spread: float = 0.15  # RMS distance of core pixels to their mean colour; objects under noise 0.05 ~0.09
     min_fit: float = 0.45  # best template IoU below this: not an object (a smear)
-    recognise_floor: float = 0.6  # best class IoU below this: an unrecognised shape
+    recognise_floor: float = 0.7  # best class IoU below this: an unrecognised shape (true shapes > 0.8 under blur + noise)
     ambiguity_margin: float = 0.02  # the two best classes closer than this in IoU: an unrecognised shape
     split_below: float = 0.88  # a component whose best single fit is below this is tried as 2..max_parts objects
     split_gain: float = 0.04  # a split is kept when its area-weighted fit beats the single fit by this
@@ -140,19 +141,21 @@ def find_objects(x: np.ndarray, config: EvalConfig = DEFAULT_EVAL) -> list[Detec
         crop, lab = x[r0:r1, c0:c1], labels[r0:r1, c0:c1]
         comp = lab == i
         area = int(comp.sum())
-        if not limits[0] <= area <= limits[1] * config.max_parts:
+        if not limits[0] <= area <= limits[2]:
             continue
         out.extend(_instances(crop, comp, (lab != 0) & ~comp, (c0, r0), config))
     return out
 
 
 @functools.lru_cache(maxsize=16)
-def _area_limits(config: EvalConfig) -> tuple[float, float]:
-    """(smallest, largest) pixel area of one object: the world's smallest and largest objects (a
-    triangle of side min_size, a square of side max_size) with the config's margins."""
+def _area_limits(config: EvalConfig) -> tuple[float, float, float]:
+    """Pixel areas (smallest object, largest object, largest component): the world's smallest and
+    largest objects (a triangle of side min_size, a square of side max_size) with the config's
+    margins, and `max_parts` of the largest (frames filled with one colour are larger)."""
     wc = config.world_config
     smallest = min(_unit_moments(t, wc)[0] for t in CLASS_TEMPLATES) * (wc.min_size / 2) ** 2
-    return config.min_area_fraction * smallest, (config.max_size_factor * wc.max_size) ** 2
+    largest = config.max_size_factor * wc.max_size**2
+    return config.min_area_fraction * smallest, largest, config.max_parts * largest
 
 
 def _instances(crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: tuple[int, int], config: EvalConfig) -> list[Detection]:
@@ -171,8 +174,9 @@ def _instances(crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: t
         feats = np.concatenate([np.stack([xs, ys], 1), config.kmeans_color_weight * crop[ys, xs]], 1).astype(np.float32)
         max_k = min(config.max_parts, int(len(ys) // _area_limits(config)[0]))
         seeds = _depth_peaks(comp, config)
-        for k in range(2, max_k + 1):
-            assign = _kmeans(feats, k, config.kmeans_iterations, first=seeds[:k], index=(ys, xs))
+        for k, first in [(n, f) for n in range(2, max_k + 1) for f in (seeds[:n], [])]:
+            # Two proposals per count: k-means from the depth peaks, and from farthest points.
+            assign = _kmeans(feats, k, config.kmeans_iterations, first=first, index=(ys, xs))
             for step in range(config.refine_iterations + 1):
                 parts = [_part(comp.shape, ys[assign == j], xs[assign == j]) for j in range(k)]
                 described = [_describe(crop, p, others | (comp & ~p), origin, config) for p in parts]
@@ -188,8 +192,10 @@ def _instances(crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: t
                 assign = new
             # Pixels of parts that are no object count as unfitted (IoU 0).
             fit = float(sum(f * p.sum() for (d, f, _), p in zip(described, parts) if d is not None) / comp.sum())
-            if fit > best_fit + config.split_gain or (too_big and not best):
-                best_fit, best = fit, [d for d, _, _ in described if d is not None]
+            found = [d for d, _, _ in described if d is not None]
+            gain = 0.0 if len(found) == len(best) else config.split_gain  # more objects must earn their place
+            if fit > best_fit + gain or (too_big and not best):
+                best_fit, best = fit, found
     if not best or best_fit < config.min_fit:
         return []
     max_side = config.max_size_factor * config.world_config.max_size

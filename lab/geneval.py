@@ -5,7 +5,8 @@ Two stages, as in GenEval (research/geneval.md):
     detections = detect(image)                 # objects: shape, colour, box, score
     verdict = evaluate_image(image, prompt)     # GenEval's rules on the prompt's metadata
     report = evaluate(images, prompts)          # per-task accuracy; overall = mean of the tasks
-    print(report.table())
+    print(report.table())                       # with a 95% bootstrap interval (report.interval())
+    diff = compare(report_a, report_b)          # paired difference on identical prompts and seeds
 
 The detector replaces GenEval's Mask2Former + CLIP colour classifier with what the shapes world
 allows: foreground = ink on the white background, connected components, colour = nearest palette
@@ -30,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from lab import world
+from lab.bootstrap import DEFAULT_BOOTSTRAP, BootstrapConfig, Interval, bootstrap
 from lab.detector import DEFAULT_EVAL, UNRECOGNISED, Detection, EvalConfig, find_objects
 from lab.world import (
     COLORS,
@@ -208,6 +210,16 @@ class Report:
     verdicts: list[Verdict]
     names: list[str] = field(default_factory=list)  # per image, e.g. file names; optional
     prompt_indices: list[int] = field(default_factory=list)  # per image, index into its prompt set; optional
+    seeds: list[int] = field(default_factory=list)  # per image, the generation seed; optional
+
+    @property
+    def groups(self) -> list:
+        """Per image, the prompt it was generated for: its index when known, else its text."""
+        return list(self.prompt_indices) if self.prompt_indices else [p.text for p in self.prompts]
+
+    def interval(self, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> Interval:
+        """Overall and per-task scores with bootstrap intervals over prompts and images (`lab.bootstrap`)."""
+        return bootstrap([v.correct for v in self.verdicts], [p.task for p in self.prompts], self.groups, config)
 
     @property
     def task_accuracy(self) -> dict[str, float]:
@@ -230,7 +242,9 @@ class Report:
         for task, acc in self.task_accuracy.items():
             hits = [v.correct for p, v in zip(self.prompts, self.verdicts) if p.task == task]
             lines.append(f"{task:<15}{acc:>10.1%}{f'{sum(hits)}/{len(hits)}':>10}")
-        lines.append(f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks)")
+        lo, hi = self.interval().overall_interval
+        lines.append(f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks; "
+                     f"95% bootstrap interval {lo:.1%}-{hi:.1%})")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -242,8 +256,31 @@ class Report:
             entry.update({"index": i, "tag": p.task, "prompt": p.text, "correct": v.correct, "reason": v.reason,
                           "detections": [d.to_json() for d in v.detections]})
             images.append(entry)
+        if self.seeds:
+            for entry, seed in zip(images, self.seeds):
+                entry["seed"] = seed
         return {"overall": self.overall, "task_accuracy": self.task_accuracy, "n_images": len(self.verdicts),
-                "images": images}
+                "interval": self.interval().to_json(), "images": images}
+
+
+def compare(report_a: Report, report_b: Report, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> Interval:
+    """Paired difference of two reports on identical prompts and seeds: overall(a) - overall(b)
+    and per task, with a bootstrap interval that resamples prompts and images jointly for both.
+
+    Pairing cancels what the prompt and the initial noise share between the two models (most of
+    a single score's spread, see `lab.bootstrap`). Raises ValueError unless image i of both reports
+    has the same prompt (and prompt index and seed, where both reports record them).
+    """
+    a, b = report_a, report_b
+    if len(a.verdicts) != len(b.verdicts):
+        raise ValueError(f"reports of {len(a.verdicts)} and {len(b.verdicts)} images; a paired comparison needs the same images")
+    for what, x, y in (("prompt", [p.text for p in a.prompts], [p.text for p in b.prompts]),
+                       ("prompt index", a.prompt_indices, b.prompt_indices), ("seed", a.seeds, b.seeds)):
+        if x and y and x != y:
+            i = next(i for i, (u, v) in enumerate(zip(x, y)) if u != v)
+            raise ValueError(f"image {i}: {what} {x[i]!r} vs {y[i]!r}; a paired comparison needs identical prompts and seeds")
+    diff = np.array([va.correct for va in a.verdicts], float) - np.array([vb.correct for vb in b.verdicts], float)
+    return bootstrap(diff, [p.task for p in a.prompts], a.groups, config)
 
 
 def evaluate(images, prompts: Sequence[Prompt | str], config: EvalConfig = DEFAULT_EVAL, names: Sequence[str] = ()) -> Report:
@@ -359,5 +396,5 @@ def write_report(report: Report, path: str | Path, **extra) -> Path:
 
 
 __all__ = ["EvalConfig", "DEFAULT_EVAL", "UNRECOGNISED", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
-           "apply_rules", "evaluate_image", "evaluate", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
+           "apply_rules", "evaluate_image", "evaluate", "compare", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
            "write_report"]
