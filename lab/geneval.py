@@ -8,12 +8,13 @@ Two stages, as in GenEval (research/geneval.md):
     print(report.table())                       # with a 95% bootstrap interval (report.interval())
     diff = compare(report_a, report_b)          # paired difference on identical prompts and seeds
 
-The detector replaces GenEval's Mask2Former + CLIP colour classifier with what the shapes world
-allows: foreground = ink on the white background, connected components, colour = nearest palette
-colour of each component's core (never its edges: red blurred onto white looks pink), shape = the
-best soft IoU among the four shapes drawn with `world.shape_mask` at the size and centre the
-component's colour coverage implies (sharp or blurred). It is exact on clean renders and robust to
-the blurry, noisy, off-colour images a diffusion model makes (lab bench geneval measures both).
+The detector (`lab.detector`) replaces GenEval's Mask2Former + CLIP colour classifier with what the
+shapes world allows: ink components split into instances when objects touch, non-objects (noise,
+specks, frames of one colour) dropped, colour from each object's core, shape from the best-fitting
+template, and an `UNRECOGNISED` shape for what none of the four classes fits. It is exact on clean
+renders and robust to the blurry, noisy, off-colour images a diffusion model makes (lab bench
+geneval measures both). Scores carry bootstrap intervals (`lab.bootstrap`); `compare` pairs two
+reports on identical prompts and seeds.
 
 Samples on disk (`save_samples`/`load_samples`) use one of two layouts:
 - a folder of PNGs named `{prompt_index:05d}_{sample:02d}.png` (GenEval-like: one prompt, several
