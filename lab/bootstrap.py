@@ -4,17 +4,20 @@
     diff = compare(report_a, report_b)                  # paired: identical prompts and seeds
     print(diff.difference, diff.interval)
 
-Why not a binomial over images. GenEval's overall score is the mean of six task accuracies, and
-images are not exchangeable: (1) prompts differ in difficulty (measured on S, quick set, 6 seeds
-per prompt: intra-prompt correlation 0.45-0.55 for single objects, 0.05-0.2 for counting, colours
-and position), so a score generalises over prompts only as far as the prompt sample allows;
-(2) the initial noise itself carries much of the outcome whatever the prompt: with one seed shared
-by all 120 prompts, the score's SD across seeds is 0.064 (0.10 with the pre-hardening evaluator),
-twice the 0.032 a binomial predicts, while with distinct seeds per prompt (the benchmark layout) it
-is 0.023 - within the binomial. So score seed sets whose seeds are shared or reused are correlated
-samples, and comparisons of two models must be paired on identical prompts and seeds, where the
-noise's share cancels; resampling prompts (stratified by task) and then images within each prompt
-carries both sources into the interval.
+Why not a binomial over images (measured by `lab.experiments.seed_variance` on S, quick set, 6
+seeds per prompt; reports/geneval/seed_variance.json). GenEval's overall score is the mean of six
+task accuracies, and images are not exchangeable:
+(1) the initial noise carries difficulty whatever the prompt: when seed set j gives one noise to
+    every prompt, the overall score's SD across seed sets is 0.073 (0.100 with the evaluator before
+    hardening), 2.1x the binomial's 0.035 and 2.4x the 0.031 of independent seeds; with a distinct
+    seed per image (the benchmark's layout) it is 0.025, within the binomial (0.034). Seed sets that
+    share or reuse noise across prompts are therefore correlated samples, and two models must be
+    compared paired, on identical prompts and seeds, where the noise's share cancels;
+(2) prompts differ in difficulty: intra-prompt correlation 0.45-0.55 for single objects (4 distinct
+    prompts in the full set), up to 0.2 for colours and position, ~0.05 elsewhere, so a score
+    generalises over prompts only as far as the prompt sample allows.
+Resampling prompts (stratified by task) and then images within each prompt carries both into the
+interval.
 """
 
 from __future__ import annotations
