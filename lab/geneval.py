@@ -396,6 +396,23 @@ def write_report(report: Report, path: str | Path, **extra) -> Path:
     return write_json({**extra, **report.to_json()}, path)
 
 
+def read_report(path: str | Path) -> Report:
+    """Reads a report written by `write_report` back (prompts, verdicts with their detections, names,
+    prompt indices and seeds), e.g. to `compare` two shipped models' verdicts."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    if "images" not in data:
+        raise ValueError(f"{path} holds no per-image verdicts ('images'); expected a file written by write_report")
+    images = data["images"]
+    prompts = [world.parse_prompt(e["prompt"]) for e in images]
+    verdicts = [Verdict(e["correct"], e["reason"], tuple(Detection(d["shape"], d["color"], tuple(d["box"]), d["area"], d["score"],
+                                                                     tuple(d["rgb"])) for d in e["detections"])) for e in images]
+    return Report(prompts, verdicts, [e["name"] for e in images] if images and "name" in images[0] else [],
+                  [e["prompt_index"] for e in images] if images and "prompt_index" in images[0] else [],
+                  [e["seed"] for e in images] if images and "seed" in images[0] else [])
+
+
 __all__ = ["EvalConfig", "DEFAULT_EVAL", "UNRECOGNISED", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
            "apply_rules", "evaluate_image", "evaluate", "compare", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
-           "write_report"]
+           "write_report", "read_report"]

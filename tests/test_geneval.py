@@ -352,3 +352,13 @@ def test_compare_refuses_reports_of_different_prompts_or_seeds():
     a.seeds, b.seeds = [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 6]
     with pytest.raises(ValueError, match="image 5: seed 5 vs 6"):
         geneval.compare(a, b)
+
+
+def test_written_report_reads_back_for_a_paired_comparison(tmp_path):
+    image = _scene(("circle", "red", 32.0, 32.0, 16.0))
+    report = geneval.evaluate([image, image], ["a photo of a circle", "a photo of two circles"])
+    report.prompt_indices, report.seeds = [3, 7], [11, 12]
+    back = geneval.read_report(geneval.write_report(report, tmp_path / "r.json"))
+    assert [v.correct for v in back.verdicts] == [True, False] and back.seeds == [11, 12]
+    assert back.verdicts[0].detections[0].to_json() == report.verdicts[0].detections[0].to_json()  # rounded in JSON
+    assert geneval.compare(back, report).overall == 0.0
