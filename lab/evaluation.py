@@ -40,6 +40,7 @@ def evaluate_pipeline(
     images = generate(pipe, [p.text for p in expanded], seeds, sampler, progress=progress)
     report = geneval.evaluate(images, expanded)
     report.prompt_indices = [i for i in range(len(prompt_set)) for _ in range(images_per_prompt)]
+    report.seeds = list(seeds)
     return report, images
 
 
@@ -52,6 +53,8 @@ def markdown_table(reports: dict[str, geneval.Report]) -> str:
         cells = [f"{r.task_accuracy[t]:.3f}" if t in r.task_accuracy else "–" for r in reports.values()]
         rows.append(f"| {t} | " + " | ".join(cells) + " |")
     rows.append("| **overall** | " + " | ".join(f"**{r.overall:.3f}**" for r in reports.values()) + " |")
+    intervals = [r.interval().overall_interval for r in reports.values()]
+    rows.append("| 95% interval (bootstrap over prompts and images) | " + " | ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in intervals) + " |")
     return head + "\n".join(rows) + "\n"
 
 

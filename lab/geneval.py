@@ -5,14 +5,16 @@ Two stages, as in GenEval (research/geneval.md):
     detections = detect(image)                 # objects: shape, colour, box, score
     verdict = evaluate_image(image, prompt)     # GenEval's rules on the prompt's metadata
     report = evaluate(images, prompts)          # per-task accuracy; overall = mean of the tasks
-    print(report.table())
+    print(report.table())                       # with a 95% bootstrap interval (report.interval())
+    diff = compare(report_a, report_b)          # paired difference on identical prompts and seeds
 
-The detector replaces GenEval's Mask2Former + CLIP colour classifier with what the shapes world
-allows: foreground = ink on the white background, connected components, colour = nearest palette
-colour of each component's core (never its edges: red blurred onto white looks pink), shape = the
-best soft IoU among the four shapes drawn with `world.shape_mask` at the size and centre the
-component's colour coverage implies (sharp or blurred). It is exact on clean renders and robust to
-the blurry, noisy, off-colour images a diffusion model makes (lab bench geneval measures both).
+The detector (`lab.detector`) replaces GenEval's Mask2Former + CLIP colour classifier with what the
+shapes world allows: ink components split into instances when objects touch, non-objects (noise,
+specks, frames of one colour) dropped, colour from each object's core, shape from the best-fitting
+template, and an `UNRECOGNISED` shape for what none of the four classes fits. It is exact on clean
+renders and robust to the blurry, noisy, off-colour images a diffusion model makes (lab bench
+geneval measures both). Scores carry bootstrap intervals (`lab.bootstrap`); `compare` pairs two
+reports on identical prompts and seeds.
 
 Samples on disk (`save_samples`/`load_samples`) use one of two layouts:
 - a folder of PNGs named `{prompt_index:05d}_{sample:02d}.png` (GenEval-like: one prompt, several
@@ -22,78 +24,27 @@ Samples on disk (`save_samples`/`load_samples`) use one of two layouts:
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from lab import world
+from lab.bootstrap import DEFAULT_BOOTSTRAP, BootstrapConfig, Interval, bootstrap
+from lab.detector import DEFAULT_EVAL, UNRECOGNISED, Detection, EvalConfig, find_objects
 from lab.world import (
     COLORS,
     IMAGE_SIZE,
     PLURALS,
-    SHAPES,
     TASKS,
     Prompt,
     Requirement,
     Scene,
-    WorldConfig,
-    _block_count,  # the renderer's exact k x k sub-pixel count
 )
 
-
-@dataclass(frozen=True)
-class EvalConfig:
-    """Detector thresholds and GenEval's rule parameters. Intensities on the [0, 1] scale."""
-
-    ink_threshold: float = 0.35  # foreground when 1 - min(R, G, B) exceeds this; white is 0, the palette >= 0.53 (pink)
-    min_area: int = 30  # pixels; smaller components are specks (the smallest object covers ~100)
-    core_fraction: float = 0.5  # colour is read from pixels at least this fraction of the deepest one's depth
-    support_radius: int = 2  # pixels around a component whose colour coverage counts towards it (blurred edges)
-    blur_sigmas: tuple[float, ...] = (0.0, 0.75, 1.5)  # pixels; shape templates are also tried blurred by these
-    # GenEval keeps detections with confidence > 0.3, or > 0.9 for counting prompts, to calibrate
-    # Mask2Former's scores. Ours is a shape-fit IoU (true shapes score > 0.94 clean, > 0.8 under
-    # blur 1 px + noise 0.05; merged blobs and smears less), so one threshold serves both tasks;
-    # the fields stay separate so a study can change one.
-    min_score: float = 0.5
-    counting_min_score: float = 0.5
-    max_per_class: int = 16  # GenEval's MAX_OBJECTS: detections kept per class, best first
-    relation_margin: float = 0.1  # GenEval's POSITION_THRESHOLD
-    relation_strength: float = 0.5  # GenEval: a relation holds when its strength exceeds this
-    world_config: WorldConfig = world.DEFAULT_WORLD  # shape geometry of the templates (cross arm width)
-
-
-DEFAULT_EVAL = EvalConfig()
-_PALETTE_NAMES = tuple(COLORS)
-_PALETTE = np.array([COLORS[c] for c in _PALETTE_NAMES], np.float32) / 255  # (8, 3) in [0, 1]
-_EPS = 1e-6
-_MOMENT_GRID = 512  # samples per axis when measuring a shape's area and centroid
 _RANGE_TOLERANCE = 1e-3  # float images may overshoot [0, 1] by this much (decoder rounding) and are clipped
-
-
-@dataclass(frozen=True)
-class Detection:
-    """One object found in an image.
-
-    `box` is (x0, y0, x1, y1) in pixels (y downward, x1/y1 exclusive, as `world.Object.box`);
-    `area` the component's pixel count; `score` in [0, 1] the soft IoU of the best-fitting shape;
-    `rgb` the mean colour of the component's core in [0, 1].
-    """
-
-    shape: str
-    color: str
-    box: tuple[float, float, float, float]
-    area: int
-    score: float
-    rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
-
-    def to_json(self) -> dict:
-        return {"shape": self.shape, "color": self.color, "box": [round(v, 2) for v in self.box],
-                "area": self.area, "score": round(self.score, 3), "rgb": [round(v, 3) for v in self.rgb]}
 
 
 @dataclass(frozen=True)
@@ -154,120 +105,15 @@ def _as_prompt(prompt: Prompt | str) -> Prompt:
 
 
 def detect(image, config: EvalConfig = DEFAULT_EVAL) -> list[Detection]:
-    """Finds the objects in one image.
+    """Finds the objects in one image (`lab.detector`: instances, non-objects dropped, unknown shapes named).
 
     Args:
         image: (64, 64, 3) uint8 or float in [0, 1], or a PIL RGB image (see `as_image`).
     Returns:
-        one Detection per component of at least `min_area` pixels, in raster order; GenEval's
-        score thresholds are applied by the rules (`judge`), not here.
+        one Detection per object found; GenEval's score thresholds are applied by the rules
+        (`apply_rules`), not here.
     """
-    x = as_image(image)
-    ink = 1 - x.min(axis=2)  # 0 on white, >= 0.53 on every palette colour
-    labels, _ = ndimage.label(ink > config.ink_threshold)
-    out = []
-    pad = config.support_radius
-    for i, sl in enumerate(ndimage.find_objects(labels), 1):
-        if sl is None:
-            continue
-        r0, r1 = max(sl[0].start - pad, 0), min(sl[0].stop + pad, IMAGE_SIZE)
-        c0, c1 = max(sl[1].start - pad, 0), min(sl[1].stop + pad, IMAGE_SIZE)
-        det = _describe(x[r0:r1, c0:c1], labels[r0:r1, c0:c1], i, (c0, r0), config)
-        if det is not None:
-            out.append(det)
-    return out
-
-
-def _describe(crop: np.ndarray, labels: np.ndarray, label: int, origin: tuple[int, int], config: EvalConfig) -> Detection | None:
-    """One component. `crop` (h, w, 3) in [0, 1] and `labels` (h, w): a window around it whose
-    top-left pixel is `origin` = (x, y) in the image."""
-    comp = labels == label
-    area = int(comp.sum())
-    if area < config.min_area:
-        return None
-    # Colour: mean of the core, the pixels deepest inside the component, where blur and
-    # anti-aliasing have not mixed in the white background.
-    depth = ndimage.distance_transform_edt(comp)
-    rgb = crop[depth >= config.core_fraction * depth.max()].mean(axis=0)
-    color = _PALETTE_NAMES[int(np.argmin(((_PALETTE - rgb) ** 2).sum(axis=1)))]
-    # Coverage: the fraction of each pixel painted in the core colour (pixel = (1 - a) white + a colour),
-    # on the pixels near this component and nearer to it than to any other.
-    ink_dir = 1 - rgb
-    coverage = np.clip((1 - crop) @ ink_dir / max(float(ink_dir @ ink_dir), _EPS), 0, 1)
-    support = _dilate(comp, config.support_radius) & ~_dilate((labels != 0) & ~comp, 1)
-    coverage = np.where(support, coverage, 0)
-    shape, score, box = _fit_shape(coverage, origin, config)
-    if shape is None:
-        return None
-    return Detection(shape, color, box, area, score, tuple(float(v) for v in rgb))
-
-
-def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """`mask` grown by `radius` pixels (4-neighbour steps)."""
-    out = mask
-    for _ in range(radius):
-        grown = out.copy()
-        grown[1:] |= out[:-1]
-        grown[:-1] |= out[1:]
-        grown[:, 1:] |= out[:, :-1]
-        grown[:, :-1] |= out[:, 1:]
-        out = grown
-    return out
-
-
-def _fit_shape(coverage: np.ndarray, origin: tuple[int, int], config: EvalConfig):
-    """Fits each shape class to a coverage map and keeps the best.
-
-    A shape's size follows from the covered area and its centre from the centroid (both kept by
-    any blur), so each class is drawn with `world.shape_mask` where it would have to be, blurred
-    by each of `config.blur_sigmas`, and scored by soft IoU with the coverage.
-    Returns (shape, score in [0, 1], box (x0, y0, x1, y1) in image pixels), or (None, 0, None).
-    """
-    total = float(coverage.sum())
-    if total <= 0:
-        return None, 0.0, None
-    h, w = coverage.shape
-    ox, oy = origin
-    mx = float(coverage.sum(axis=0) @ (np.arange(w) + 0.5)) / total + ox  # centroid in image pixels
-    my = float(coverage.sum(axis=1) @ (np.arange(h) + 0.5)) / total + oy
-    k = config.world_config.supersample
-    xs = ox + ((np.arange(w * k) + 0.5) / k)[None, :]
-    ys = oy + ((np.arange(h * k) + 0.5) / k)[:, None]
-    best = (None, 0.0, None)
-    for shape in SHAPES:
-        unit_area, unit_dy = _unit_moments(shape, config.world_config)
-        r = float(np.sqrt(total / unit_area))  # half the box side
-        cx, cy = mx, my - unit_dy * r  # the triangle's centroid sits below its box centre
-        m = world.shape_mask(shape, xs, ys, cx, cy, 2 * r, config.world_config)
-        template = _block_count(m, k).astype(np.float32) / (k * k)  # drawn like world.render: (h, w)
-        for sigma in config.blur_sigmas:
-            t = _blur_matrix(h, sigma) @ template @ _blur_matrix(w, sigma).T if sigma > 0 else template
-            inter = float(np.minimum(t, coverage).sum())
-            score = inter / (float(t.sum()) + total - inter)  # soft IoU: sum(min) / sum(max)
-            if score > best[1]:
-                best = (shape, score, (cx - r, cy - r, cx + r, cy + r))
-    return best
-
-
-@functools.lru_cache(maxsize=1024)
-def _blur_matrix(n: int, sigma: float) -> np.ndarray:
-    """(n, n) matrix applying a 1-D Gaussian blur of `sigma` pixels, zero beyond the edges."""
-    d = np.arange(n)[:, None] - np.arange(n)[None, :]
-    g = np.exp(-0.5 * (d / sigma) ** 2)
-    row = np.exp(-0.5 * (np.arange(-n, n + 1) / sigma) ** 2)
-    return (g / row.sum()).astype(np.float32)
-
-
-@functools.lru_cache(maxsize=64)
-def _unit_moments(shape: str, world_config: WorldConfig) -> tuple[float, float]:
-    """Area and vertical centroid offset of `shape` with box half-side 1 (so area x r^2 and
-    offset x r for half-side r), measured on a fine grid so they follow the world's geometry."""
-    n = _MOMENT_GRID
-    g = (np.arange(n) + 0.5) / n * 2 - 1
-    m = world.shape_mask(shape, g[None, :], g[:, None], 0.0, 0.0, 2.0, world_config)
-    area = m.mean() * 4
-    dy = float((m.sum(axis=1) @ g) / m.sum())
-    return float(area), dy
+    return find_objects(as_image(image), config)
 
 
 def oracle_detections(scene: Scene) -> list[Detection]:
@@ -281,10 +127,11 @@ def oracle_detections(scene: Scene) -> list[Detection]:
 # GenEval's rules (evaluate_images.py: `evaluate`), on the detections
 
 
-def judge(detections: Sequence[Detection], prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
+def apply_rules(detections: Sequence[Detection], prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
     """Applies GenEval's rules to detections: presence, exact counts (N + 1 fails), colour, position.
 
-    Extra objects of classes the prompt does not name are never penalised.
+    Extra objects of classes the prompt does not name are never penalised. Detections of an
+    `UNRECOGNISED` shape never count as a class; a failing verdict's reason names them.
     """
     prompt = _as_prompt(prompt)
     threshold = config.counting_min_score if prompt.task == "counting" else config.min_score
@@ -305,6 +152,9 @@ def judge(detections: Sequence[Detection], prompt: Prompt | str, config: EvalCon
         n = len(by_class.get(req.cls, []))
         if n >= req.count:
             reasons.append(f"expected at most {_count(req.count - 1, req.cls)}, found {n}")
+    unknown = sum(d.shape == UNRECOGNISED for d in detections)
+    if reasons and unknown:  # say what was seen instead: it never counts as any class
+        reasons.append(f"{unknown} {UNRECOGNISED}{'s' if unknown > 1 else ''} seen, counted as no class")
     kept = tuple(d for ds in by_class.values() for d in ds)
     return Verdict(not reasons, "; ".join(reasons) if reasons else "all requirements met", kept)
 
@@ -346,7 +196,7 @@ def _plural(cls: str) -> str:
 
 def evaluate_image(image, prompt: Prompt | str, config: EvalConfig = DEFAULT_EVAL) -> Verdict:
     """Detects the objects of one image and judges them against `prompt` (a Prompt or its text)."""
-    return judge(detect(image, config), prompt, config)
+    return apply_rules(detect(image, config), prompt, config)
 
 
 # --------------------------------------------------------------------------------------------
@@ -361,6 +211,16 @@ class Report:
     verdicts: list[Verdict]
     names: list[str] = field(default_factory=list)  # per image, e.g. file names; optional
     prompt_indices: list[int] = field(default_factory=list)  # per image, index into its prompt set; optional
+    seeds: list[int] = field(default_factory=list)  # per image, the generation seed; optional
+
+    @property
+    def groups(self) -> list:
+        """Per image, the prompt it was generated for: its index when known, else its text."""
+        return list(self.prompt_indices) if self.prompt_indices else [p.text for p in self.prompts]
+
+    def interval(self, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> Interval:
+        """Overall and per-task scores with bootstrap intervals over prompts and images (`lab.bootstrap`)."""
+        return bootstrap([v.correct for v in self.verdicts], [p.task for p in self.prompts], self.groups, config)
 
     @property
     def task_accuracy(self) -> dict[str, float]:
@@ -383,7 +243,9 @@ class Report:
         for task, acc in self.task_accuracy.items():
             hits = [v.correct for p, v in zip(self.prompts, self.verdicts) if p.task == task]
             lines.append(f"{task:<15}{acc:>10.1%}{f'{sum(hits)}/{len(hits)}':>10}")
-        lines.append(f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks)")
+        lo, hi = self.interval().overall_interval
+        lines.append(f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks; "
+                     f"95% bootstrap interval {lo:.1%}-{hi:.1%})")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -395,8 +257,31 @@ class Report:
             entry.update({"index": i, "tag": p.task, "prompt": p.text, "correct": v.correct, "reason": v.reason,
                           "detections": [d.to_json() for d in v.detections]})
             images.append(entry)
+        if self.seeds:
+            for entry, seed in zip(images, self.seeds):
+                entry["seed"] = seed
         return {"overall": self.overall, "task_accuracy": self.task_accuracy, "n_images": len(self.verdicts),
-                "images": images}
+                "interval": self.interval().to_json(), "images": images}
+
+
+def compare(report_a: Report, report_b: Report, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> Interval:
+    """Paired difference of two reports on identical prompts and seeds: overall(a) - overall(b)
+    and per task, with a bootstrap interval that resamples prompts and images jointly for both.
+
+    Pairing cancels what the prompt and the initial noise share between the two models (most of
+    a single score's spread, see `lab.bootstrap`). Raises ValueError unless image i of both reports
+    has the same prompt (and prompt index and seed, where both reports record them).
+    """
+    a, b = report_a, report_b
+    if len(a.verdicts) != len(b.verdicts):
+        raise ValueError(f"reports of {len(a.verdicts)} and {len(b.verdicts)} images; a paired comparison needs the same images")
+    for what, x, y in (("prompt", [p.text for p in a.prompts], [p.text for p in b.prompts]),
+                       ("prompt index", a.prompt_indices, b.prompt_indices), ("seed", a.seeds, b.seeds)):
+        if x and y and x != y:
+            i = next(i for i, (u, v) in enumerate(zip(x, y)) if u != v)
+            raise ValueError(f"image {i}: {what} {x[i]!r} vs {y[i]!r}; a paired comparison needs identical prompts and seeds")
+    diff = np.array([va.correct for va in a.verdicts], float) - np.array([vb.correct for vb in b.verdicts], float)
+    return bootstrap(diff, [p.task for p in a.prompts], a.groups, config)
 
 
 def evaluate(images, prompts: Sequence[Prompt | str], config: EvalConfig = DEFAULT_EVAL, names: Sequence[str] = ()) -> Report:
@@ -538,7 +423,23 @@ def write_report(report: Report, path: str | Path, **extra) -> Path:
     return write_json({**extra, **report.to_json()}, path)
 
 
-__all__ = ["EvalConfig", "DEFAULT_EVAL", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
-           "judge", "evaluate_image", "evaluate", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
-           "prompt_set_digest",
-           "write_report"]
+def read_report(path: str | Path) -> Report:
+    """Reads a report written by `write_report` back (prompts, verdicts with their detections, names,
+    prompt indices and seeds), e.g. to `compare` two shipped models' verdicts."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    if "images" not in data:
+        raise ValueError(f"{path} holds no per-image verdicts ('images'); expected a file written by write_report")
+    images = data["images"]
+    prompts = [world.parse_prompt(e["prompt"]) for e in images]
+    verdicts = [Verdict(e["correct"], e["reason"], tuple(Detection(d["shape"], d["color"], tuple(d["box"]), d["area"], d["score"],
+                                                                     tuple(d["rgb"])) for d in e["detections"])) for e in images]
+    return Report(prompts, verdicts, [e["name"] for e in images] if images and "name" in images[0] else [],
+                  [e["prompt_index"] for e in images] if images and "prompt_index" in images[0] else [],
+                  [e["seed"] for e in images] if images and "seed" in images[0] else [])
+
+
+__all__ = ["EvalConfig", "DEFAULT_EVAL", "UNRECOGNISED", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
+           "apply_rules", "evaluate_image", "evaluate", "compare", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
+           "prompt_set_digest", "write_report", "read_report"]

@@ -140,7 +140,7 @@ def label_pairs(images: np.ndarray, prompts: list[str], source: str, rng: np.ran
         for p in chosen:
             index.append(i)
             texts.append(p.text)
-            labels.append(geneval.judge(detections, p).correct)
+            labels.append(geneval.apply_rules(detections, p).correct)
             tasks.append(p.task)
     return Pairs(np.asarray(images), np.array(index), texts, np.array(labels, bool), tasks, [source] * len(texts))
 

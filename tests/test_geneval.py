@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from lab import cli, geneval, world
+from lab.bench import _geneval_stress as stress
 from lab.bench.geneval import clean_cases, degrade, perturbations
 from lab.geneval import Detection
 from lab.world import Object, Scene
@@ -58,9 +59,9 @@ def test_perturbed_prompts_are_false_and_rejected(rendered):
     for prompt, scene, _, v in rendered:
         truth = geneval.oracle_detections(scene)
         for kind, bad in perturbations(prompt, scene, rng):
-            assert not geneval.judge(truth, bad).correct, (prompt.text, bad.text)  # the generator is sound
+            assert not geneval.apply_rules(truth, bad).correct, (prompt.text, bad.text)  # the generator is sound
             kinds.add(kind)
-            rejected.append(not geneval.judge(v.detections, bad).correct)
+            rejected.append(not geneval.apply_rules(v.detections, bad).correct)
     assert kinds == {"color", "class", "count", "relation"}
     assert len(rejected) > 3 * N_CLEAN and np.mean(rejected) >= 0.995
 
@@ -109,13 +110,13 @@ def test_colour_reason_names_found_and_expected_colours():
 def test_colour_is_judged_on_the_most_confident_detection_like_geneval():
     blue = Detection("circle", "blue", (0, 0, 10, 10), 80, 0.95)
     red = Detection("circle", "red", (30, 30, 40, 40), 80, 0.90)
-    assert not geneval.judge([blue, red], "a photo of a red circle").correct
-    assert geneval.judge([dataclasses.replace(blue, score=0.85), red], "a photo of a red circle").correct
+    assert not geneval.apply_rules([blue, red], "a photo of a red circle").correct
+    assert geneval.apply_rules([dataclasses.replace(blue, score=0.85), red], "a photo of a red circle").correct
 
 
 def test_detections_below_the_score_threshold_are_ignored():
     faint = Detection("circle", "red", (0, 0, 10, 10), 80, geneval.DEFAULT_EVAL.min_score)
-    v = geneval.judge([faint], "a photo of a circle")
+    v = geneval.apply_rules([faint], "a photo of a circle")
     assert not v.correct and v.reason == "expected 1 circle, found 0"
 
 
@@ -234,8 +235,130 @@ def test_benchmark_measures_the_targets_and_writes_json(tmp_path):
     from lab.bench import geneval as bench
 
     out = tmp_path / "geneval.json"
-    bench.main(["--n", "40", "--out", str(out)])
+    bench.main(["--n", "40", "--quick", "--out", str(out)])
     data = json.loads(out.read_text())
     for key in ("clean_accuracy", "perturbed_rejection", "blur_noise_accuracy", "images_per_s"):
         assert data[key] == data[key] and key in data["meets_targets"]  # measured (not NaN) and judged
     assert data["perturbed_truly_false"] == 1.0 and "provenance" in data
+    assert set(data["touching"]) == {"0", "1", "1.5", "2", "3"} and "uniform frame" in data["false_pass"]
+    assert set(data["stress_meets_targets"]) == set(data["stress_targets"]) and "X cross" in data["unrecognised_shapes"]
+
+
+# ---------------------------------------------------------------- hardening: instances, non-objects, unknown shapes
+
+
+def test_touching_pair_is_counted_as_two():
+    # two red circles whose boxes touch (gap 0): one ink component, two objects
+    image = stress.draw([("circle", "red", 20.0, 32.0, 18.0), ("circle", "red", 38.0, 32.0, 18.0)])
+    assert geneval.evaluate_image(image, "a photo of two circles").correct
+    blurred = degrade(image, np.random.default_rng(0))
+    assert geneval.evaluate_image(blurred, "a photo of two circles").correct
+
+
+def test_touching_objects_of_two_colours_keep_their_colours():
+    image = stress.draw([("square", "blue", 20.0, 30.0, 18.0), ("triangle", "yellow", 39.0, 30.0, 18.0)])
+    assert geneval.evaluate_image(image, "a photo of a blue square and a yellow triangle").correct
+
+
+@pytest.mark.parametrize("gap", [0.0, 1.0, 2.0])
+def test_groups_at_small_gaps_are_counted_like_a_person_would(gap):
+    rng = np.random.default_rng(3)
+    ok = [geneval.evaluate_image(x, p).correct for x, p in stress.touching_cases(gap, 12, rng)]
+    assert np.mean(ok) >= 0.9
+
+
+@pytest.mark.parametrize("kind", stress.JUNK_KINDS)
+def test_noise_and_uniform_frames_have_no_objects(kind):
+    images = stress.junk_images(kind, 12, np.random.default_rng(0))
+    assert all(geneval.detect(x) == [] for x in images)
+    assert not geneval.evaluate_image(images[0], "a photo of a square").correct
+
+
+def test_specks_below_the_smallest_object_are_not_objects():
+    speck = stress.draw([("square", "red", 32.0, 32.0, 6.0)])  # 36 px; the smallest object covers ~98
+    assert geneval.detect(speck) == []
+
+
+@pytest.mark.parametrize("name", stress.ODD_SHAPES)
+def test_unknown_shape_never_passes_a_prompt_naming_a_class(name):
+    for image in stress.odd_shape_cases(name, 4, np.random.default_rng(1)):
+        detections = geneval.detect(image)
+        assert detections and all(d.shape == geneval.UNRECOGNISED for d in detections)
+        for shape in world.SHAPES:
+            v = geneval.apply_rules(detections, f"a photo of a {shape}")
+            assert not v.correct and "unrecognised shape" in v.reason
+
+
+def test_unrecognised_shapes_do_not_count_towards_counting():
+    image = stress.draw([("circle", "red", 14.0, 14.0, 16.0), ("circle", "blue", 48.0, 14.0, 16.0),
+                         ("square", "green", 30.0, 46.0, 16.0, 30.0)])  # a square rotated 30 deg
+    assert geneval.evaluate_image(image, "a photo of two circles").correct
+    assert not geneval.evaluate_image(image, "a photo of a square").correct
+
+
+# ---------------------------------------------------------------- error bars and paired comparisons
+
+
+def _report(correct_by_prompt: list[list[bool]], task: str = "single_object") -> geneval.Report:
+    """A report of len(correct_by_prompt) prompts of one task with the given per-image verdicts."""
+    prompt = world.parse_prompt("a photo of a circle")
+    prompts, verdicts, idx = [], [], []
+    for i, hits in enumerate(correct_by_prompt):
+        for c in hits:
+            prompts.append(dataclasses.replace(prompt, task=task))
+            verdicts.append(geneval.Verdict(c, ""))
+            idx.append(i)
+    return geneval.Report(prompts, verdicts, prompt_indices=idx)
+
+
+def test_bootstrap_interval_contains_the_estimate_and_narrows_with_more_data():
+    rng = np.random.default_rng(0)
+    small = _report([list(rng.random(4) < 0.6) for _ in range(20)])
+    large = _report([list(rng.random(4) < 0.6) for _ in range(320)])
+    for r in (small, large):
+        iv = r.interval()
+        assert iv.overall_interval[0] <= iv.overall == r.overall <= iv.overall_interval[1]
+    width = [r.interval().overall_interval[1] - r.interval().overall_interval[0] for r in (small, large)]
+    assert width[1] < width[0] / 2
+    assert r.interval().to_json()["n_prompts"] == 320
+
+
+def test_bootstrap_interval_is_reproducible_and_shown_in_the_table():
+    r = _report([[True, False, True, True]] * 10 + [[False] * 4] * 10)
+    assert r.interval() == r.interval()
+    assert "95% bootstrap interval" in r.table() and "interval" in r.to_json()
+
+
+def test_compare_of_identical_reports_is_exactly_zero():
+    rng = np.random.default_rng(1)
+    r = _report([list(rng.random(4) < 0.5) for _ in range(30)])
+    d = geneval.compare(r, r)
+    assert d.overall == 0.0 and d.overall_interval == (0.0, 0.0)
+
+
+def test_compare_pairs_images_and_detects_a_consistent_gain():
+    rng = np.random.default_rng(2)
+    base = [list(rng.random(4) < 0.4) for _ in range(60)]
+    better = [[c or rng.random() < 0.3 for c in hits] for hits in base]
+    d = geneval.compare(_report(better), _report(base))
+    assert d.overall > 0 and d.overall_interval[0] > 0  # paired: the shared outcomes cancel
+
+
+def test_compare_refuses_reports_of_different_prompts_or_seeds():
+    a = _report([[True, False]] * 3)
+    with pytest.raises(ValueError, match="same images"):
+        geneval.compare(a, _report([[True]] * 3))
+    b = _report([[True, False]] * 3)
+    a.seeds, b.seeds = [0, 1, 2, 3, 4, 5], [0, 1, 2, 3, 4, 6]
+    with pytest.raises(ValueError, match="image 5: seed 5 vs 6"):
+        geneval.compare(a, b)
+
+
+def test_written_report_reads_back_for_a_paired_comparison(tmp_path):
+    image = _scene(("circle", "red", 32.0, 32.0, 16.0))
+    report = geneval.evaluate([image, image], ["a photo of a circle", "a photo of two circles"])
+    report.prompt_indices, report.seeds = [3, 7], [11, 12]
+    back = geneval.read_report(geneval.write_report(report, tmp_path / "r.json"))
+    assert [v.correct for v in back.verdicts] == [True, False] and back.seeds == [11, 12]
+    assert back.verdicts[0].detections[0].to_json() == report.verdicts[0].detections[0].to_json()  # rounded in JSON
+    assert geneval.compare(back, report).overall == 0.0

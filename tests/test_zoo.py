@@ -7,7 +7,7 @@ import pytest
 from lab import world
 from lab.model import load_pipeline
 from lab.train import TrainConfig, train
-from lab.zoo import export_run, training_cost
+from lab.zoo import export_run, rescore, training_cost
 
 
 def test_export_writes_a_loadable_pipeline_with_card_log_and_geneval(tiny_vae_dir, tmp_path):
@@ -24,6 +24,12 @@ def test_export_writes_a_loadable_pipeline_with_card_log_and_geneval(tiny_vae_di
     report = json.loads((dest / "geneval_two.json").read_text())
     assert report["n_images"] == 2 and scores["two"] == report["overall"]
     assert (dest / "train_log.jsonl").is_file() and (dest / "train_config.yaml").is_file()
+    assert "95% interval" in card
+    # re-scoring rewrites the verdicts and the card's table, naming the score it replaces
+    rescored = rescore(dest, prompt_sets=(str(prompts),), images_per_prompt=2)
+    assert rescored["two"]["before"] == scores["two"] and json.loads((dest / "geneval_two.json").read_text())["n_images"] == 4
+    card = (dest / "README.md").read_text()
+    assert "Before re-scoring: two" in card and "lab train ..." in card and "2 images per prompt" in card
 
 
 def test_export_refuses_an_unfinished_run(tmp_path):
