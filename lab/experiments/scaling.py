@@ -32,7 +32,6 @@ from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, nfe_pe
 from lab.scaling import rank
 
 SEED = 2_000_000_000  # candidate seeds start here: apart from benchmark seeds (0..) and the judge's data
-BOOTSTRAP_SAMPLES = 1000  # resamples of prompts (within tasks) for the 95% intervals
 TIMING_BATCH = 16  # images per timed generation when measuring seconds per image
 TARGETS = {"best_of_16_L": 0.80, "gain_at_16": 0.25}  # issue 13: learned-judge best-of-16 on L; gain over N=1
 
@@ -97,17 +96,16 @@ def judge_all(judge, images: np.ndarray, prompts: list[world.Prompt]) -> tuple[J
     return scores, correct
 
 
-def overall_with_interval(per_prompt: np.ndarray, tasks: list[str], seed: int = 0) -> dict:
-    """GenEval's overall (mean of per-task means) of per-prompt accuracies (P,), with a 95%
-    bootstrap interval from resampling prompts within each task."""
-    tasks = np.asarray(tasks)
-    groups = [np.flatnonzero(tasks == t) for t in world.TASKS if (tasks == t).any()]
-    point = float(np.mean([per_prompt[g].mean() for g in groups]))
-    rng = np.random.default_rng(seed)
-    boots = np.mean([[per_prompt[rng.choice(g, len(g))].mean() for g in groups] for _ in range(BOOTSTRAP_SAMPLES)], axis=1)
-    lo, hi = np.percentile(boots, [2.5, 97.5])
-    by_task = {t: float(per_prompt[tasks == t].mean()) for t in world.TASKS if (tasks == t).any()}
-    return {"overall": point, "interval": [float(lo), float(hi)], "tasks": by_task}
+def overall_with_interval(values: np.ndarray, tasks: list[str]) -> dict:
+    """GenEval's overall (mean of per-task means) of per-prompt results `values` (P,) or (P, G)
+    (G values per prompt, e.g. one per disjoint group of candidates), with the 95% interval of
+    `lab.bootstrap` (prompts resampled within tasks, then a prompt's values among themselves)."""
+    from lab.bootstrap import bootstrap
+
+    values = np.asarray(values, float).reshape(len(tasks), -1)
+    g = values.shape[1]
+    r = bootstrap(values.ravel(), np.repeat(tasks, g), np.repeat(np.arange(len(tasks)), g))
+    return {"overall": r.overall, "interval": list(r.overall_interval), "tasks": r.task}
 
 
 def selection_curves(scores: JudgeScores, correct: np.ndarray, tasks: list[str], n_max: int, ns) -> dict:
@@ -127,9 +125,9 @@ def selection_curves(scores: JudgeScores, correct: np.ndarray, tasks: list[str],
             for g in range(n_max // n):
                 idx = np.arange(p * n_max + g * n, p * n_max + (g + 1) * n)
                 picked[p, g] = groups[p, g, rank(scores.take(idx))[0][0]]
-        out["judge"].append({"n": n} | overall_with_interval(picked.mean(1), tasks))
-        out["oracle"].append({"n": n} | overall_with_interval(groups.any(2).mean(1), tasks))
-        out["random"].append({"n": n} | overall_with_interval(groups.mean((1, 2)), tasks))
+        out["judge"].append({"n": n} | overall_with_interval(picked, tasks))
+        out["oracle"].append({"n": n} | overall_with_interval(groups.any(2), tasks))
+        out["random"].append({"n": n} | overall_with_interval(groups.mean(2), tasks))
     return out
 
 
