@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lab import world
-from lab.judge import JudgeScores, VLMJudge
+from lab.judge import QUESTION, VLMJudge
 
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 CHAT_WORDS = ("user", "assistant", "does", "this", "image", "match", "the", "prompt", ":", "?", "answer", "yes", "or",
@@ -34,6 +34,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}"
 )
 PIXEL_MEAN = PIXEL_STD = (0.5, 0.5, 0.5)  # images to [-1, 1]
+QUESTION_EXAMPLE = QUESTION.format(prompt="a photo of two red circles")
 
 
 @dataclass(frozen=True)
@@ -205,14 +206,47 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
         model.save_pretrained(tmp)
         processor.save_pretrained(tmp)
         save_config(cfg, tmp / "train_config.yaml")
+        write_card(tmp, cfg, metrics, sum(p.numel() for p in model.parameters()), len(train), len(val))
     return metrics
 
 
-def score_pairs(judge, pairs, batch_size: int = 256) -> JudgeScores:
-    """Judge scores of every (image, prompt) pair of a `lab.judge_data.Pairs`."""
-    parts = [judge.score(pairs.images_of(np.arange(i, min(i + batch_size, len(pairs)))), pairs.prompts[i : i + batch_size])
-             for i in range(0, len(pairs), batch_size)]
-    return JudgeScores.concat(parts)
+def reliability_markdown(metrics: dict) -> str:
+    """Markdown rows of a `lab.judge.reliability` result: per task and overall."""
+    rows = ["| task | pairs | evaluator yes | accuracy | balanced accuracy | AUC |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    for task, r in (metrics["tasks"] | {"overall": metrics["overall"]}).items():
+        rows.append(f"| {task} | {r['n']} | {r['positives']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['auc']:.3f} |")
+    return "\n".join(rows)
+
+
+def write_card(out: Path, cfg: JudgeTrainConfig, metrics: dict, params: int, train_pairs: int, val_pairs: int) -> None:
+    """The judge's model card: what it is, what it learned from, and its held-out agreement with
+    the evaluator (pairs of held-out generated images with their own and confusable prompts)."""
+    models = ", ".join(f"{m} ({n} samples)" for m, n in zip(cfg.sample_models, cfg.samples_per_model))
+    text = f"""# The lab's judge
+
+A tiny LLaVA (CLIP vision tower + Llama decoder, {params / 1e6:.2f}M parameters, `{cfg.size}` size) that answers
+"{QUESTION_EXAMPLE}" with the next-token logits of "yes" and "no", as the VLM judge of SANA 1.5's best-of-N.
+It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` and
+`AutoProcessor.from_pretrained` load it without the lab; `lab.judge.load_judge("checkpoints/judge")` runs it.
+
+- Training pairs: {train_pairs:,} (image, prompt, yes/no), every label the GenEval-mini evaluator's verdict. Images:
+  samples of {models} on training prompts, each with its own prompt and {cfg.negatives_per_image} confusable
+  ones (count +-1, swapped relation or colours, another class), and {cfg.renders:,} blurred, noisy renders;
+  {cfg.generated_fraction:.0%} of every batch from the generated samples.
+- {cfg.steps} steps x {cfg.batch_size} pairs, AdamW lr {cfg.lr} (cosine), class-balanced next-token cross-entropy.
+- Reproduce: `lab train-judge --config configs/judge.yaml --out checkpoints/judge` (`train_config.yaml`,
+  `train_log.jsonl` here).
+
+## Held-out agreement with the evaluator
+
+{val_pairs:,} pairs from the {cfg.holdout_fraction:.0%} of generated images held out of training:
+
+{reliability_markdown(metrics)}
+
+Larger held-out sets (fresh seeds, and the novel colour-shape pairs): `lab bench judge` and the
+scaling notebook (`reports/scaling/`).
+"""
+    (Path(out) / "README.md").write_text(text)
 
 
 def quick_config(cfg: JudgeTrainConfig) -> JudgeTrainConfig:
