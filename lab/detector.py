@@ -166,10 +166,11 @@ def _instances(crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: t
     """
     if not _is_pure(crop, comp, config):
         return []
-    single = _describe(crop, comp, others, origin, config)
-    best_fit, best = (single[1], [single[0]]) if single[0] is not None else (0.0, [])
-    too_big = single[0] is not None and single[0].box[2] - single[0].box[0] > config.max_size_factor * config.world_config.max_size
-    if best_fit < config.split_below or too_big or single[0] is None:
+    single, single_fit, _ = _describe(crop, comp, others, origin, config)
+    best_fit, best = (single_fit, [single]) if single is not None else (0.0, [])
+    max_side = config.max_size_factor * config.world_config.max_size
+    too_big = single is not None and single.box[2] - single.box[0] > max_side  # a blob of several objects
+    if best_fit < config.split_below or too_big or single is None:
         ys, xs = np.nonzero(comp)
         feats = np.concatenate([np.stack([xs, ys], 1), config.kmeans_color_weight * crop[ys, xs]], 1).astype(np.float32)
         max_k = min(config.max_parts, int(len(ys) // _area_limits(config)[0]))
@@ -194,11 +195,10 @@ def _instances(crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: t
             fit = float(sum(f * p.sum() for (d, f, _), p in zip(described, parts) if d is not None) / comp.sum())
             found = [d for d, _, _ in described if d is not None]
             gain = 0.0 if len(found) == len(best) else config.split_gain  # more objects must earn their place
-            if fit > best_fit + gain or (too_big and not best):
+            if fit > best_fit + gain:
                 best_fit, best = fit, found
     if not best or best_fit < config.min_fit:
         return []
-    max_side = config.max_size_factor * config.world_config.max_size
     return [d for d in best if d.box[2] - d.box[0] <= max_side]
 
 

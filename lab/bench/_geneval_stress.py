@@ -27,6 +27,9 @@ ODD_SHAPES = ("square rotated 15", "square rotated 30", "square rotated 45", "X 
 JUNK_KINDS = ("gaussian noise", "blurred noise", "uniform frame")
 NOISE_SIGMAS = (0.1, 0.25, 0.5)  # per-channel std of noise frames around grey 0.5
 NOISE_BLURS = (1.0, 2.0, 3.0)  # pixels; blurred noise is stretched back to the noise's contrast
+NEIGHBOUR_OFFSET = 0.25  # a neighbour is shifted along the other axis by up to this x the smaller side
+ROTATION_JITTER = 5.0  # degrees around each named rotation of a square
+_TOLERANCE = 1e-6  # pixels: boxes exactly `gap` apart count as apart
 
 
 def _polygons(shape: str, r: float, angle: float = 0.0, flip: bool = False, arm: float = CROSS_ARM) -> list[np.ndarray]:
@@ -75,7 +78,8 @@ def draw(objects: list[tuple], image: np.ndarray | None = None) -> np.ndarray:
 
 def _apart(a: tuple, b: tuple, gap: float) -> bool:
     """Boxes (x0, y0, x1, y1) at least `gap` pixels apart on some axis (a hair of tolerance)."""
-    return a[2] + gap <= b[0] + 1e-6 or b[2] + gap <= a[0] + 1e-6 or a[3] + gap <= b[1] + 1e-6 or b[3] + gap <= a[1] + 1e-6
+    t = _TOLERANCE
+    return a[2] + gap <= b[0] + t or b[2] + gap <= a[0] + t or a[3] + gap <= b[1] + t or b[3] + gap <= a[1] + t
 
 
 def _box(cx: float, cy: float, size: float) -> tuple:
@@ -84,7 +88,7 @@ def _box(cx: float, cy: float, size: float) -> tuple:
 
 def _group(n: int, gap: float, rng: np.random.Generator, max_tries: int = 500) -> list[tuple[float, float, float]] | None:
     """`n` boxes (cx, cy, size), each placed `gap` pixels beside an earlier one (left/right/above/below,
-    offset along the other axis by up to a quarter side) and at least `gap` from all the others."""
+    offset along the other axis by up to NEIGHBOUR_OFFSET of a side) and at least `gap` from all the others."""
     lo, hi = BORDER, IMAGE_SIZE - BORDER
     for _ in range(max_tries):
         s = rng.uniform(MIN_SIZE, MAX_SIZE)
@@ -95,7 +99,7 @@ def _group(n: int, gap: float, rng: np.random.Generator, max_tries: int = 500) -
                 s = rng.uniform(MIN_SIZE, MAX_SIZE)
                 along = (s0 + s) / 2 + gap
                 side = rng.integers(4)
-                off = rng.uniform(-0.25, 0.25) * min(s, s0)
+                off = rng.uniform(-NEIGHBOUR_OFFSET, NEIGHBOUR_OFFSET) * min(s, s0)
                 cx, cy = [(cx0 - along, cy0 + off), (cx0 + along, cy0 + off), (cx0 + off, cy0 - along), (cx0 + off, cy0 + along)][side]
                 b = _box(cx, cy, s)
                 if b[0] >= lo and b[1] >= lo and b[2] <= hi and b[3] <= hi and all(_apart(b, _box(*p), gap) for p in placed):
@@ -167,7 +171,7 @@ def odd_shape_cases(name: str, n: int, rng: np.random.Generator) -> list[np.ndar
         cx, cy = rng.uniform(BORDER + reach, IMAGE_SIZE - BORDER - reach, 2)
         color = colors[rng.integers(len(colors))]
         if name.startswith("square rotated"):
-            angle = float(name.split()[-1]) + rng.uniform(-5, 5)
+            angle = float(name.split()[-1]) + rng.uniform(-ROTATION_JITTER, ROTATION_JITTER)
             obj = ("square", color, cx, cy, size, angle * rng.choice([-1, 1]))
         elif name == "X cross":
             obj = ("cross", color, cx, cy, size, 45.0)
