@@ -21,6 +21,7 @@ VIEWPORT = {"width": 1400, "height": 1100}  # CSS pixels: the whole first tab on
 PAGE_TIMEOUT_MS = 60_000  # loading the page and its scripts
 WINNER_TIMEOUT_MS = 240_000  # a best-of-N on a CPU
 WINNER_HEADING = "Winner"  # what lab.demo writes above the winning image
+REQUIRE_ENV = "LAB_REQUIRE_BROWSER"  # set (CI): a missing browser fails the browser test instead of skipping it
 
 
 def chromium_path() -> str | None:
@@ -85,3 +86,21 @@ def run_in_browser(url: str, prompt: str, n: int, screenshot: str | Path | None 
         finally:
             browser.close()
     return BrowserRun(first, done, text, path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lab.browser URL --prompt ... --n 8 --out reports/app/screenshot.png`"""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m lab.browser", description="screenshot the running app after a best-of-N")
+    p.add_argument("url")
+    p.add_argument("--prompt", default="a photo of two circles")
+    p.add_argument("--n", type=int, default=8)
+    p.add_argument("--out", default="reports/app/screenshot.png")
+    args = p.parse_args(argv)
+    run = run_in_browser(args.url, args.prompt, args.n, args.out)
+    print(f"first candidates {run.first_candidate_s:.2f} s, winner {run.winner_s:.2f} s -> {run.screenshot}")
+
+
+if __name__ == "__main__":
+    main()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 
 import numpy as np
@@ -192,6 +193,8 @@ def test_browser_types_a_prompt_sets_n_and_sees_the_winner(served, tmp_path):
     from lab import browser
 
     problem = browser.browser_problem()
+    if problem and os.environ.get(browser.REQUIRE_ENV):
+        pytest.fail(f"{browser.REQUIRE_ENV} is set but there is no browser: {problem}")
     if problem:
         pytest.skip(f"no browser for the UI test: {problem}")
     page, _ = served

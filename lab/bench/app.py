@@ -26,15 +26,28 @@ import urllib.request
 from dataclasses import replace
 from pathlib import Path
 
-from lab.provenance import REPO_ROOT, write_json
+from lab.judge import DEFAULT_JUDGE
+from lab.provenance import REPO_ROOT, repo_path, write_json
 
 STARTUP_TIMEOUT_S = 300  # loading torch, diffusers and the first model on a busy CPU
+READY_TIMEOUT_S = 30  # one page request while the server starts (a busy CPU serves it slowly)
 POLL_S = 0.02  # how often a client looks for new outputs or its queue position
 FULL = {"clients": 20, "n": 4, "steps": 20, "best_of": 16, "depth_n": 8, "deadline_s": 900}
 QUICK = {"clients": 3, "n": 2, "steps": 2, "best_of": 4, "depth_n": 2, "deadline_s": 300}
 GOALS = {"best_of_16_s": 12.0, "first_candidate_s": 2.0, "depth_time_ratio_over_block_ratio": "t(d/2)/t(d) <= 1"}
 CFG = 4.5
 PERCENTILE_95 = 0.95
+JUDGE_SIZE = "lab"  # lab.judge_train.JUDGE_SIZES entry of the judge the app ships with
+
+
+def untrained_judge(path: Path, size: str | None = None) -> Path:
+    """A freshly initialised judge of the lab's size saved at `path` (same cost as the trained one)."""
+    from lab.judge_train import build_judge
+
+    model, processor = build_judge(size or JUDGE_SIZE)
+    model.save_pretrained(path)
+    processor.save_pretrained(path)
+    return path
 
 
 def free_port() -> int:
@@ -72,7 +85,8 @@ class Server:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the app exited with code {self.process.returncode}; see {self._log.name}")
             try:
-                with urllib.request.urlopen(self.url, timeout=1):
+                with urllib.request.urlopen(self.url, timeout=READY_TIMEOUT_S) as page:
+                    page.read()
                     return time.perf_counter() - start
             except OSError:
                 time.sleep(POLL_S * 10)
@@ -161,8 +175,14 @@ def main(argv: list[str] | None = None) -> None:
     from lab import demo
 
     out = Path(args.out)
-    log = Path(tempfile.mkdtemp(prefix="bench-app-")) / "server.log"
-    server = Server(args.models, args.judge, log)
+    scratch = Path(tempfile.mkdtemp(prefix="bench-app-"))
+    judge_note = None
+    if args.judge is None and not repo_path(DEFAULT_JUDGE).is_dir():
+        args.judge = str(untrained_judge(scratch / "judge"))
+        judge_note = (f"{DEFAULT_JUDGE} is missing: timed with an untrained judge of the lab's size "
+                      f"({JUDGE_SIZE!r}), which costs the same per image as the trained one")
+    load_start = os.getloadavg()[0]  # other work on the machine slows every figure here
+    server = Server(args.models, args.judge, scratch / "server.log")
     try:
         startup = server.wait_ready()
         client = Client(server.url, verbose=False)
@@ -178,6 +198,7 @@ def main(argv: list[str] | None = None) -> None:
         timed_run(client, model=first, depth=depth_of[first], n=plan["n"], **run)  # warm-up
         best = [timed_run(client, model=first, depth=depth_of[first], n=plan["best_of"], **run) for _ in range(2)]
         result = {"startup_s": startup, "plan": plan, "models": args.models, "judge": best[0]["judge"],
+                  "judge_note": judge_note,
                   "queue_max_size": app.QUEUE_MAX, "goals": GOALS,
                   "best_of_n": {"model": first, "n": plan["best_of"], "steps": steps, "runs": best,
                                 "seconds": statistics.median(r["seconds"] for r in best),
@@ -199,6 +220,7 @@ def main(argv: list[str] | None = None) -> None:
                                    depth=depth_of[first], n=plan["n"], **run) | {"queue_max_size": app.QUEUE_MAX,
                                                                                 "n": plan["n"], "steps": steps}
         result["server"] = {"before_load": before, **rss_mb(server.process.pid)}
+        result["machine_load_average_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
         if args.screenshot:
             from lab import browser
 
