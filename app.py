@@ -18,7 +18,8 @@ from lab import demo  # noqa: E402
 
 QUEUE_MAX = 32  # waiting runs beyond this are refused with "queue full" rather than piling up
 HOST, PORT = "127.0.0.1", 7860
-GALLERY_COLUMNS = 8
+GALLERY_COLUMNS = 4  # wide enough thumbnails for their captions
+GALLERY_HEIGHT = 440  # CSS pixels: two rows of candidates, then it scrolls
 NO_DEPTHS = (1, 2)  # the hidden depth slider's range when no served model prunes on load
 
 
@@ -88,7 +89,7 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                         curve = gr.Plot(label="best-so-far verdict vs N")
                     compute = gr.Markdown(elem_id="compute")
                     gallery = gr.Gallery(label="candidates (judge P(yes), evaluator verdict)", columns=GALLERY_COLUMNS,
-                                         format="png", elem_id="candidates")
+                                         format="png", height=GALLERY_HEIGHT, elem_id="candidates")
                     bracket = gr.Plot(label="tournament bracket")
                     with gr.Accordion("result (JSON)", open=False):
                         summary = gr.JSON(label="result")

@@ -279,12 +279,15 @@ class DemoSession:
             raise DemoError(f"unknown judge {choice!r}; choose one of {self.judge_choices}")
         with self._lock:
             if choice not in self._judges:
+                where = self.config.judge
+                if not repo_path(where).exists():
+                    raise DemoError(f"No judge at {where} yet: train it with `lab train-judge` or start the app "
+                                    "with --judge PATH.")
                 try:
-                    self._judges[choice] = load_judge(self.config.judge, device=self.device)
+                    self._judges[choice] = load_judge(where, device=self.device)
                 except Exception as e:
-                    raise DemoError(f"the judge {self.config.judge} did not load ({e}). Train it with "
-                                    f"`lab train-judge`, start the app with --judge PATH, or pick "
-                                    f"'{ORACLE_CHOICE}' to compare against the exact evaluator.") from e
+                    raise DemoError(f"The judge in {where} did not load ({e}); start the app with --judge PATH "
+                                    f"or pick '{ORACLE_CHOICE}'.") from e
         return self._judges[choice]
 
     # the run -------------------------------------------------------------------------------------

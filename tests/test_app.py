@@ -139,11 +139,16 @@ def test_a_model_directory_that_fails_to_load_is_a_message(tmp_path, tiny_judge_
 
 def test_a_missing_judge_falls_back_to_the_labelled_oracle_with_a_warning(tiny_pipeline_dir, tmp_path):
     s = demo.DemoSession(demo.DemoConfig(models={"plain": str(tiny_pipeline_dir)}, judge=str(tmp_path / "nojudge")))
-    assert "did not load" in s.judge_problem()
+    assert s.judge_problem().startswith(f"No judge at {tmp_path / 'nojudge'} yet")
     frames = list(s.run(PROMPT, "plain", n=2, steps=STEPS, draw=False))
     assert "Ranking with the oracle (exact evaluator) instead" in frames[0].warnings[0]
     assert frames[-1].summary["judge"] == "oracle" and "judge: oracle" in frames[-1].compute
     assert s.judge_choices[0] == s.judge_label and demo.ORACLE_CHOICE in s.judge_choices  # the oracle is never the default
+
+
+def test_a_judge_directory_that_fails_to_load_is_a_message(tiny_pipeline_dir, tmp_path):
+    s = demo.DemoSession(demo.DemoConfig(models={"plain": str(tiny_pipeline_dir)}, judge=str(tmp_path)))
+    assert "did not load" in s.judge_problem() and demo.ORACLE_CHOICE in s.judge_problem()
 
 
 def test_first_batch_is_small_so_candidates_show_early(session):
