@@ -33,12 +33,15 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
         try:
             progress(0, desc="loading model")
             frames = session.run(prompt, model, depth if session.depths(model) else None, n, steps, cfg, seed, judge)
+            files = demo.CandidateFiles()  # images as files written once: see CandidateFiles
             for frame in frames:
                 for w in frame.warnings:
                     gr.Warning(w)
                 progress(len(frame.summary["verdicts"]) / frame.summary["n"], desc=frame.stage)
-                yield (frame.gallery, frame.bracket, frame.winner, frame.winner_text, frame.compute,
-                       frame.best_so_far, frame.summary)
+                gallery = [(files.path(i, image), text) for i, (image, text) in zip(frame.indices, frame.gallery)]
+                winner = None if frame.winner is None else files.path(frame.summary["winner"], frame.winner)
+                yield (gallery, frame.bracket, winner, frame.winner_text, frame.compute, frame.best_so_far,
+                       frame.summary)
         except demo.DemoError as e:
             raise gr.Error(str(e)) from None
 
@@ -85,7 +88,8 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                 with gr.Column(scale=2):
                     winner_text = gr.Markdown(elem_id="winner-text")
                     with gr.Row():
-                        winner = gr.Image(label="winner", format="png", height=192, width=192, elem_id="winner")
+                        winner = gr.Image(label="winner", type="filepath", format="png", height=192, width=192,
+                                          elem_id="winner")
                         curve = gr.Plot(label="best-so-far verdict vs N")
                     compute = gr.Markdown(elem_id="compute")
                     gallery = gr.Gallery(label="candidates (judge P(yes), evaluator verdict)", columns=GALLERY_COLUMNS,

@@ -64,7 +64,7 @@ class Frame:
     """One snapshot of a best-of-N for the page.
 
     gallery: (image (64, 64, 3) uint8, caption) per candidate, in generation order until ranked,
-    then best first. bracket / best_so_far: matplotlib Figures or None. winner: the winning image
+    then best first; indices: the candidate index of each gallery item. bracket / best_so_far: matplotlib Figures or None. winner: the winning image
     or None. summary: JSON-ready result (scores, verdicts, ranking, bracket, compute).
     """
 
@@ -76,7 +76,36 @@ class Frame:
     compute: str
     best_so_far: object | None
     summary: dict
+    indices: list[int] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+
+
+class CandidateFiles:
+    """Each candidate's PNG, written once per run (atomically) into a temporary directory that lives
+    as long as this object.
+
+    For UIs that serve files: gradio re-encodes an array output into the same cached path on every
+    streamed frame, truncating it first, so a browser still fetching the previous frame's copy can
+    read a truncated file. A file path output is copied once instead.
+    """
+
+    def __init__(self):
+        import tempfile
+
+        self._dir = tempfile.TemporaryDirectory(prefix="lab-demo-")
+        self._paths: dict[int, str] = {}
+
+    def path(self, index: int, image: np.ndarray) -> str:
+        """The PNG of candidate `index` (written on first use)."""
+        if index not in self._paths:
+            from PIL import Image
+
+            final = Path(self._dir.name) / f"candidate_{index}.png"
+            partial = final.with_suffix(".part")
+            Image.fromarray(np.asarray(image, np.uint8)).save(partial, format="PNG")
+            partial.replace(final)
+            self._paths[index] = str(final)
+        return self._paths[index]
 
 
 # --- input -----------------------------------------------------------------------------------------
@@ -359,7 +388,7 @@ class DemoSession:
         summary = result.to_json() | {"stage": stage, "verdicts": [{"correct": v.correct, "reason": v.reason}
                                                                   for v in verdicts]}
         return Frame(stage, gallery, bracket, winner, winner_text, compute_line(result, loaded), curve, summary,
-                     list(warnings))
+                     list(order), list(warnings))
 
 
 def _merge(so_far: BestOfN, part: BestOfN) -> BestOfN:

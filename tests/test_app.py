@@ -222,3 +222,12 @@ def test_bench_app_quick_serves_concurrent_clients_without_errors(tmp_path, tiny
     assert load["latency_s"]["p50"] <= load["latency_s"]["p95"]
     assert load["max_queue_seen"] <= load["queue_max_size"]
     assert report["server"]["peak_rss_mb"] > 0
+
+
+def test_candidate_files_are_written_once_per_run():
+    files = demo.CandidateFiles()
+    image = world.render_prompt(PROMPT, 0)
+    first = files.path(3, image)
+    mtime = os.stat(first).st_mtime_ns
+    assert files.path(3, np.zeros_like(image)) == first and os.stat(first).st_mtime_ns == mtime  # never rewritten
+    assert np.array_equal(np.asarray(Image.open(first).convert("RGB")), image)
