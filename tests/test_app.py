@@ -210,18 +210,21 @@ def test_browser_types_a_prompt_sets_n_and_sees_the_winner(served, tmp_path):
         assert shot.format == "PNG" and shot.size[0] >= browser.VIEWPORT["width"]
 
 
-def test_bench_app_quick_serves_concurrent_clients_without_errors(tmp_path, tiny_pipeline_dir, tiny_judge_dir):
+def test_bench_app_quick_serves_concurrent_clients_without_errors(tmp_path, tiny_pipeline_dir, prunable_tiny_dir,
+                                                                  tiny_judge_dir):
     from lab.bench import app as bench_app
 
     out = tmp_path / "app.json"
-    bench_app.main(["--quick", "--models", f"tiny={tiny_pipeline_dir}", "--judge", str(tiny_judge_dir),
-                    "--out", str(out)])
+    bench_app.main(["--quick", "--models", f"tiny={tiny_pipeline_dir}", f"deep={prunable_tiny_dir}",
+                    "--judge", str(tiny_judge_dir), "--out", str(out)])
     report = json.loads(out.read_text())
     load = report["load"]
     assert load["errors"] == 0 and load["completed"] == load["clients"] >= 2
     assert load["latency_s"]["p50"] <= load["latency_s"]["p95"]
     assert load["max_queue_seen"] <= load["queue_max_size"]
     assert report["server"]["peak_rss_mb"] > 0
+    assert report["best_of_n"]["runs"][0]["candidates"] == bench_app.QUICK["best_of"]
+    assert report["depth"]["block_ratio"] == 0.5 and report["depth"]["time_ratio"] > 0
 
 
 def test_candidate_files_are_written_once_per_run():

@@ -32,8 +32,10 @@ from lab.provenance import REPO_ROOT, repo_path, write_json
 STARTUP_TIMEOUT_S = 300  # loading torch, diffusers and the first model on a busy CPU
 READY_TIMEOUT_S = 30  # one page request while the server starts (a busy CPU serves it slowly)
 POLL_S = 0.02  # how often a client looks for new outputs or its queue position
-FULL = {"clients": 20, "n": 4, "steps": 20, "best_of": 16, "depth_n": 8, "deadline_s": 900}
-QUICK = {"clients": 3, "n": 2, "steps": 2, "best_of": 4, "depth_n": 2, "deadline_s": 300}
+FULL = {"clients": 20, "n": 4, "steps": 20, "best_of": 16, "best_of_repeats": 3, "depth_n": 8, "depth_repeats": 3,
+        "deadline_s": 900}
+QUICK = {"clients": 3, "n": 2, "steps": 2, "best_of": 4, "best_of_repeats": 1, "depth_n": 2, "depth_repeats": 1,
+         "deadline_s": 300}
 GOALS = {"best_of_16_s": 12.0, "first_candidate_s": 2.0, "depth_time_ratio_over_block_ratio": "t(d/2)/t(d) <= 1"}
 CFG = 4.5
 PERCENTILE_95 = 0.95
@@ -196,7 +198,8 @@ def main(argv: list[str] | None = None) -> None:
         depth_of = {name: (span[1] if span else slider[1]) for name, span in spans.items()}
         run = {"prompt": args.prompt, "steps": steps, "judge": judge_choice}
         timed_run(client, model=first, depth=depth_of[first], n=plan["n"], **run)  # warm-up
-        best = [timed_run(client, model=first, depth=depth_of[first], n=plan["best_of"], **run) for _ in range(2)]
+        best = [timed_run(client, model=first, depth=depth_of[first], n=plan["best_of"], **run)
+                for _ in range(plan["best_of_repeats"])]
         result = {"startup_s": startup, "plan": plan, "models": args.models, "judge": best[0]["judge"],
                   "judge_note": judge_note,
                   "queue_max_size": app.QUEUE_MAX, "goals": GOALS,
@@ -206,15 +209,18 @@ def main(argv: list[str] | None = None) -> None:
         if prunable:
             full = spans[prunable][1]
             half = max(1, full // 2)
-            rows = {}
-            for depth in (full, half):
+            rows = {full: [], half: []}
+            for depth in rows:
                 timed_run(client, model=prunable, depth=depth, n=plan["depth_n"], **run)  # loads or prunes once
-                rows[depth] = timed_run(client, model=prunable, depth=depth, n=plan["depth_n"], **run)
-            gen = {d: r["compute_s"]["generate"] for d, r in rows.items()}
+            for _ in range(plan["depth_repeats"]):  # interleaved, so drift on a shared machine hits both alike
+                for depth in rows:
+                    rows[depth].append(timed_run(client, model=prunable, depth=depth, n=plan["depth_n"], **run))
+            gen = {d: statistics.median(r["compute_s"]["generate"] for r in runs) for d, runs in rows.items()}
+            end = {d: statistics.median(r["seconds"] for r in runs) for d, runs in rows.items()}
             result["depth"] = {"model": prunable, "n": plan["depth_n"], "runs": {str(d): r for d, r in rows.items()},
                                "generate_s": {str(d): s for d, s in gen.items()},
                                "time_ratio": gen[half] / gen[full], "block_ratio": half / full,
-                               "end_to_end_ratio": rows[half]["seconds"] / rows[full]["seconds"]}
+                               "end_to_end_ratio": end[half] / end[full]}
         before = rss_mb(server.process.pid)
         result["load"] = load_test(server.url, plan["clients"], plan["deadline_s"], model=first,
                                    depth=depth_of[first], n=plan["n"], **run) | {"queue_max_size": app.QUEUE_MAX,
