@@ -9,7 +9,8 @@ functions. Nothing here imports gradio: problems come back as `DemoError` (shown
 as warnings in a frame (shown as gr.Warning).
 
 A session caches one pipeline per (model, depth): the full model is loaded once and each pruned
-depth is cut from it once (`lab.pruning.pruned_pipeline`, sharing the text encoder and VAE).
+depth is cut from it once (`lab.pruning.pruned_pipeline`, sharing the text encoder and VAE); the
+least recently used pruned depths beyond `cached_depths` are dropped.
 Candidates are generated in a small first batch, so the first images show within about a second
 on a CPU, then in batches of the size that is fastest per image.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +59,7 @@ class DemoConfig:
     guidance_scale: float = 4.5  # SANA's CFG default
     seed: int = 0
     examples_per_task: int = 3  # example prompts shown per GenEval task
+    cached_depths: int = 8  # pruned pipelines kept (least recently used go first): memory stays bounded
 
 
 @dataclass
@@ -211,7 +214,7 @@ class DemoSession:
     def __init__(self, config: DemoConfig = DemoConfig()):
         self.config = config
         self.device = _device(config.device)
-        self._pipes: dict[tuple[str, int | None], object] = {}
+        self._pipes: OrderedDict[tuple[str, int | None], object] = OrderedDict()  # full models and pruned depths
         self._judges: dict[str, object] = {}
         self._tables: dict[str, object] = {}
         self._lock = threading.Lock()  # one loader at a time; the queue runs one best-of-N at a time
@@ -280,7 +283,12 @@ class DemoSession:
                     raise DemoError(f"could not load model {name} from {path}: {e}") from e
             if key not in self._pipes:
                 self._pipes[key] = pruned_pipeline(self._pipes[(name, None)], self.kept_blocks(name, depth))
-        return self._pipes[key]
+            pipe = self._pipes[key]
+            self._pipes.move_to_end(key)
+            pruned = [k for k in self._pipes if k[1] is not None]
+            for old in pruned[: max(0, len(pruned) - self.config.cached_depths)]:
+                del self._pipes[old]
+        return pipe
 
     # judges --------------------------------------------------------------------------------------
     @property

@@ -129,6 +129,14 @@ def test_n_out_of_range_is_refused_with_the_accepted_range(served, session):
         demo.check_count(0, 64)
 
 
+def test_pruned_depths_beyond_the_cache_bound_are_dropped(prunable_tiny_dir, tiny_judge_dir):
+    s = demo.DemoSession(demo.DemoConfig(models={"deep": str(prunable_tiny_dir)}, judge=str(tiny_judge_dir),
+                                         cached_depths=0))
+    first = s.pipeline("deep", 1)
+    assert s.pipeline("deep", 1) is not first  # pruned again: nothing pruned is kept
+    assert s.pipeline("deep", 2) is s.pipeline("deep", None)  # the full model is always kept
+
+
 def test_a_model_directory_that_fails_to_load_is_a_message(tmp_path, tiny_judge_dir):
     broken = tmp_path / "broken"
     broken.mkdir()
