@@ -44,6 +44,8 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                        frame.summary)
         except demo.DemoError as e:
             raise gr.Error(str(e)) from None
+        except Exception as e:  # anything else (out of memory, a broken checkpoint mid-run): a message, not a dead page
+            raise gr.Error(f"{type(e).__name__}: {e}") from e
 
     def on_model(model, depth):
         depths = session.depths(model)
