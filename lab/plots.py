@@ -167,6 +167,10 @@ TIMESTEP_CMAP = "viridis"  # one colour per denoising timestep
 HEATMAP_CMAP = "magma"
 MEAN_LW, STEP_LW = 2.5, 0.9  # line widths (points): the mean over timesteps vs one timestep
 PANEL_SIZE = (6.0, 3.4)  # inches, one analysis panel
+HIGHLIGHT_COLOR = "#2ca02c"  # blocks kept at a pruned depth
+HIGHLIGHT_ALPHA = 0.15  # opacity of their shaded bands
+HIGHLIGHT_HALF_WIDTH = 0.4  # half a band's width, in blocks
+HIGHLIGHT_MS = 7  # marker size (points) of a kept block on the mean
 
 
 def _axes_or_new(ax: Axes | None, size: tuple[float, float] = PANEL_SIZE) -> tuple[Figure, Axes]:
@@ -182,12 +186,15 @@ def _block_ticks(num_blocks: int, most: int = 32) -> np.ndarray:
     return np.arange(num_blocks)[:: max(1, -(-num_blocks // most))]
 
 
-def block_importance_lines(table, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+def block_importance_lines(table, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None,
+                           highlight: Sequence[int] | None = None, highlight_label: str = "kept") -> Figure:
     """Importance vs block index: a thin line per timestep (coloured by t) and the mean in black.
 
     Args:
         table: a `lab.pruning.ImportanceTable` (values (blocks, timesteps), timesteps, mean).
         title: axes title. stamp: provenance for the footer (see `stamp_figure`).
+        highlight: block indices to shade and mark on the mean (e.g. the blocks a pruned depth
+            keeps), labelled `highlight_label` in the legend.
     Returns:
         the Figure.
     """
@@ -200,6 +207,13 @@ def block_importance_lines(table, ax: Axes | None = None, title: str | None = No
         for j in range(table.num_timesteps):
             ax.plot(blocks, table.values[:, j], color=cmap((t[j] - t.min()) / span), lw=STEP_LW, alpha=0.8)
         ax.plot(blocks, table.mean, color="black", lw=MEAN_LW, marker="o", ms=3, label="mean over timesteps")
+        if highlight is not None:
+            kept = sorted(int(i) for i in highlight)
+            for i in kept:
+                ax.axvspan(i - HIGHLIGHT_HALF_WIDTH, i + HIGHLIGHT_HALF_WIDTH, color=HIGHLIGHT_COLOR,
+                           alpha=HIGHLIGHT_ALPHA, lw=0)
+            ax.plot(kept, table.mean[kept], ls="none", marker="o", ms=HIGHLIGHT_MS, color=HIGHLIGHT_COLOR,
+                    label=f"{highlight_label} ({len(kept)} of {table.num_blocks})")
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(t.min(), t.max()))
         fig.colorbar(sm, ax=ax, label="timestep t (1000 = pure noise)")
         ax.set_xlabel("block index")
@@ -596,4 +610,131 @@ def judge_reliability(reliability: dict, stamp: dict | None = None) -> Figure:
         calib.legend(fontsize="small")
     if stamp is not None:
         stamp_figure(fig, stamp)
+
+# Best-of-N (lab.scaling; SANA 1.5 section 4): the tournament bracket and best-so-far vs N
+
+BRACKET_THUMB = 0.8  # a thumbnail's side, in leaf spacings (leaves sit 1 apart)
+BRACKET_ROUND_GAP = 1.8  # vertical distance between rounds, in leaf spacings
+BRACKET_LEAF_INCHES = 0.55  # width per candidate ...
+BRACKET_MAX_INCHES = 14.0  # ... up to this figure width
+BRACKET_MIN_INCHES = 3.0
+BRACKET_LABEL_MAX_LEAVES = 16  # more candidates than this: leaves get an index only, no P(yes)
+WINNER_LW, LOSER_LW = 2.0, 0.8  # line widths (points) of the winner's and the loser's path
+LOSER_COLOR = "#bbbbbb"
+
+
+def _bracket_positions(n: int, bracket) -> list[dict[int, tuple[float, float]]]:
+    """Where each surviving candidate sits after each round: level 0 the leaves (x = index, y = 0),
+    level r a match's winner midway above its two players."""
+    where = {i: (float(i), 0.0) for i in range(n)}
+    levels = [dict(where)]
+    for r, matches in enumerate(bracket, 1):
+        nxt = {}
+        for m in matches:
+            xs = [where[m.a][0]] + ([where[m.b][0]] if m.b is not None else [])
+            nxt[m.winner] = (sum(xs) / len(xs), r * BRACKET_ROUND_GAP)
+        where = nxt
+        levels.append(dict(where))
+    return levels
+
+
+def tournament_bracket(result, images=None, verdicts: Sequence | None = None, rounds: int | None = None,
+                       title: str | None = None, stamp: dict | None = None) -> Figure:
+    """The best-of-N tournament as a bracket: candidates along the bottom, each round's winners
+    above their match, the winner's path in green and the champion on top.
+
+    Args:
+        result: a `lab.scaling.BestOfN` (or anything with `n`, `scores` and `bracket`, a list of
+            rounds of `Match`).
+        images: (N, H, W, 3) candidate images for thumbnails, or None (indices only).
+        verdicts: N booleans (or geneval.Verdict) framing each leaf green / red, or None.
+        rounds: draw only the first `rounds` rounds (to draw the bracket round by round); None: all.
+        title: axes title (default: round r of R, and the winner once the last round is drawn).
+        stamp: provenance for the footer (see `stamp_figure`).
+    Returns:
+        the Figure (its size fits N and the full number of rounds, so a partial bracket does not jump).
+    """
+    n = len(result.scores) if result.scores is not None else result.n
+    if n < 1:
+        raise ValueError("tournament_bracket got no candidates; expected a best-of-N with at least one")
+    if verdicts is not None and len(verdicts) != n:
+        raise ValueError(f"{len(verdicts)} verdicts for {n} candidates; expected one per candidate")
+    total = int(np.ceil(np.log2(n))) if n > 1 else 0
+    shown = list(result.bracket[: total if rounds is None else rounds])
+    levels = _bracket_positions(n, shown)
+    images = None if images is None else [_to_display(x) for x in images]
+    half = BRACKET_THUMB / 2
+    width = float(np.clip(n * BRACKET_LEAF_INCHES, BRACKET_MIN_INCHES, BRACKET_MAX_INCHES))
+    height = width * (total * BRACKET_ROUND_GAP + 2 * BRACKET_THUMB + 1) / (n + 1)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(width, max(height, BRACKET_MIN_INCHES / 2)), layout="constrained")
+        ax = fig.subplots()
+        ax.set_axis_off()
+        ax.set_aspect("equal")
+        ax.set_xlim(-1, n)
+        ax.set_ylim(-BRACKET_THUMB - half, total * BRACKET_ROUND_GAP + BRACKET_THUMB)
+        for r, matches in enumerate(shown, 1):
+            below, above = levels[r - 1], levels[r]
+            for m in matches:
+                top = above[m.winner]
+                for player in (m.a, m.b):
+                    if player is None:
+                        continue
+                    x, y = below[player]
+                    won = player == m.winner
+                    elbow = (y + top[1]) / 2
+                    ax.plot([x, x, top[0], top[0]], [y + half, elbow, elbow, top[1] - half], zorder=1,
+                            color=CORRECT_COLOR if won else LOSER_COLOR, lw=WINNER_LW if won else LOSER_LW)
+        p_yes = getattr(result.scores, "p_yes", None)
+        for level, where in enumerate(levels):
+            for c, (x, y) in where.items():
+                if images is not None:
+                    ax.imshow(images[c], extent=(x - half, x + half, y - half, y + half), zorder=2)
+                correct = None if verdicts is None or level else bool(getattr(verdicts[c], "correct", verdicts[c]))
+                edge = FRAME_COLOR if correct is None else (CORRECT_COLOR if correct else WRONG_COLOR)
+                ax.add_patch(matplotlib.patches.Rectangle((x - half, y - half), BRACKET_THUMB, BRACKET_THUMB,
+                                                          fill=images is None, fc="white", ec=edge, zorder=3,
+                                                          lw=VERDICT_FRAME_LW if correct is not None else PLAIN_FRAME_LW))
+                if images is None or level == 0:
+                    label = f"#{c}"
+                    if level == 0 and p_yes is not None and n <= BRACKET_LABEL_MAX_LEAVES:
+                        label += f"\n{p_yes[c]:.2f}"
+                    ax.text(x, y - half if images is not None else y, label, ha="center",
+                            va="top" if images is not None else "center", fontsize="x-small", zorder=4)
+        champion = next(iter(levels[-1])) if len(shown) == total and total else None
+        done = f", winner #{champion}" if champion is not None else ""
+        ax.set_title(title or f"tournament: round {len(shown)} of {total}{done}")
+        if stamp is not None:
+            stamp_figure(fig, stamp)
+    return fig
+
+
+def best_so_far_curve(judge_pick, any_correct, ax: Axes | None = None, title: str | None = None,
+                      stamp: dict | None = None) -> Figure:
+    """Best-of-N quality as N grows, for one prompt: whether the judge's pick among the first N
+    candidates is correct (the exact evaluator's verdict), and whether any of them is (the oracle's
+    bound).
+
+    Args:
+        judge_pick: (N,) bool, entry k: the judge's best of candidates 0..k is correct.
+        any_correct: (N,) bool, entry k: some candidate in 0..k is correct.
+    Returns: the Figure.
+    """
+    judge_pick, any_correct = np.asarray(judge_pick, float), np.asarray(any_correct, float)
+    if judge_pick.shape != any_correct.shape or judge_pick.ndim != 1 or not len(judge_pick):
+        raise ValueError(f"judge_pick {judge_pick.shape} and any_correct {any_correct.shape}; expected two equal (N,) arrays")
+    with matplotlib.rc_context(STYLE):
+        fig, ax = _axes_or_new(ax, PANEL_INCHES)
+        ns = np.arange(1, len(judge_pick) + 1)
+        ax.step(ns, any_correct, where="post", **REFERENCE_STYLE, label="oracle: any candidate correct")
+        ax.step(ns, judge_pick, where="post", color=METHOD_COLORS["importance"], lw=MEAN_LW, label="judge's pick correct")
+        ax.set_xlabel("N (candidates so far)")
+        ax.set_ylabel("GenEval-mini verdict")
+        ax.set_yticks([0, 1], [MARKS[False], MARKS[True]])
+        ax.set_ylim(-0.1, 1.25)
+        ax.set_xlim(1, max(2, len(ns)))
+        ax.legend(loc="upper left", fontsize="x-small", ncols=2)
+        ax.set_title(title or "best-so-far verdict vs N")
+        if stamp is not None:
+            stamp_figure(fig, stamp)
     return fig

@@ -67,3 +67,42 @@ def test_quick_mode_figures_are_marked_smoke_test_not_a_result():
 
     assert SMOKE_TEST == "smoke test \u2014 not a result"
     assert SMOKE_TEST in texts("quick") and SMOKE_TEST not in " ".join(texts("full"))
+
+
+
+def _best_of(n: int):
+    from lab.judge import JudgeScores
+    from lab.scaling import BestOfN, rank
+
+    rng = np.random.default_rng(0)
+    yes, no = rng.normal(size=n), rng.normal(size=n)
+    scores = JudgeScores(1 / (1 + np.exp(no - yes)), yes, no)
+    images = np.stack([world.render_prompt("a photo of a red circle", i) for i in range(n)])
+    result = BestOfN("a photo of a red circle", n, list(range(n)), "tournament", "test", images, scores)
+    result.ranking, result.bracket = rank(scores)
+    return result
+
+
+def test_tournament_bracket_draws_every_candidate_and_names_the_winner():
+    result = _best_of(5)  # 3 rounds, with byes
+    fig = plots.tournament_bracket(result, images=result.images, verdicts=[True, False, True, False, True])
+    texts = _texts(fig)
+    assert f"tournament: round 3 of 3, winner #{result.winner}" in texts
+    assert all(any(t.startswith(f"#{i}\n") for t in texts) for i in range(5))
+    partial = plots.tournament_bracket(result, rounds=1)
+    assert "tournament: round 1 of 3" in _texts(partial)
+    assert partial.get_size_inches().tolist() == fig.get_size_inches().tolist()  # drawing round by round does not jump
+
+
+def test_tournament_bracket_rejects_mismatched_verdicts():
+    with pytest.raises(ValueError, match="2 verdicts for 5 candidates"):
+        plots.tournament_bracket(_best_of(5), verdicts=[True, False])
+
+
+def test_best_so_far_curve_and_importance_highlight_render(tmp_path):
+    from lab.pruning import ImportanceTable
+
+    plots.best_so_far_curve([False, True, True], [True, True, True]).savefig(tmp_path / "curve.png")
+    table = ImportanceTable(np.random.default_rng(0).random((6, 3)), np.array([900.0, 500.0, 100.0]))
+    fig = plots.block_importance_lines(table, highlight=[0, 4], highlight_label="kept at depth 2")
+    assert "kept at depth 2 (2 of 6)" in _texts(fig)
