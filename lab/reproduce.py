@@ -171,15 +171,15 @@ def check_checkpoints(names: list[str], mode: str) -> None:
 # --- execution -----------------------------------------------------------------------------------------
 
 
-def execute(name: str, mode: str, folder: str) -> dict:
+def execute(nb: Notebook, mode: str, folder: str) -> dict:
     """Runs one notebook under papermill into `folder` (its executed copy `<name>.ipynb` appears
     only on success; a failed run leaves `<name>.failed.ipynb`). Returns {"name", "seconds"} or
     {"name", "error"}: a one-line message naming the notebook and the failing cell. Runs in a
-    worker process too, so it takes and returns plain values."""
+    worker process too, so it takes and returns plain (picklable) values."""
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
-    nb, folder = REGISTRY[name], Path(folder)
+    name, folder = nb.name, Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / RECORD).unlink(missing_ok=True)  # an interrupted run must not look finished
     running, failed = folder / f"{name}.running.ipynb", folder / f"{name}.failed.ipynb"
@@ -241,7 +241,7 @@ def reproduce(mode: str = "full", only: list[str] | None = None, out: str | Path
                     break
                 bar.set_postfix_str(n)
                 pending.remove(n)
-                running[pool.submit(execute, n, mode, str(root / n))] = n
+                running[pool.submit(execute, REGISTRY[n], mode, str(root / n))] = n
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)

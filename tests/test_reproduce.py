@@ -4,7 +4,9 @@ notebook and cell with earlier results intact; reports/README.md generated from 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -26,11 +28,11 @@ def _notebook(path, *cells: str) -> str:
 
 def _fake_execute(calls: list):
     """Stands in for papermill: records the call and writes the executed copy."""
-    def execute(name, mode, folder):
-        calls.append(name)
-        (reproduce.Path(folder) / f"{name}.ipynb").parent.mkdir(parents=True, exist_ok=True)
-        (reproduce.Path(folder) / f"{name}.ipynb").write_text("{}")
-        return {"name": name, "seconds": 0.0}
+    def execute(nb, mode, folder):
+        calls.append(nb.name)
+        (Path(folder) / f"{nb.name}.ipynb").parent.mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{nb.name}.ipynb").write_text("{}")
+        return {"name": nb.name, "seconds": 0.0}
 
     return execute
 
@@ -105,6 +107,18 @@ def test_a_failing_notebook_names_itself_and_its_cell_and_keeps_earlier_results(
     assert (out / "good" / "result.txt").read_text() == "ok" and (out / "good" / RECORD).is_file()
     assert (out / "bad" / "bad.failed.ipynb").is_file() and not (out / "bad" / "bad.ipynb").exists()
     assert not (out / "bad" / RECORD).exists()
+
+
+def test_workers_run_notebooks_in_separate_processes_after_their_dependencies(tmp_path, monkeypatch):
+    stamp = "import os, time\nfrom pathlib import Path\nPath(out_dir, 'stamp').write_text(f'{os.getppid()} {time.time()}')"
+    paths = {n: _notebook(tmp_path / f"{n}.ipynb", stamp) for n in "abc"}
+    monkeypatch.setattr(reproduce, "REGISTRY", {"a": Notebook("a", paths["a"], "-"), "b": Notebook("b", paths["b"], "-"),
+                                                "c": Notebook("c", paths["c"], "-", ("a", "b"))})
+    out = tmp_path / "out"
+    assert reproduce.reproduce("quick", None, out, workers=2, progress=False) == {"a": "ran", "b": "ran", "c": "ran"}
+    parent, started = zip(*((int(p), float(t)) for p, t in ((out / n / "stamp").read_text().split() for n in "abc")))
+    assert os.getpid() not in parent, "a kernel was started by this process, not a worker"
+    assert started[2] > max(started[:2])
 
 
 def test_full_mode_names_a_missing_checkpoint_before_running(tmp_path, monkeypatch):
