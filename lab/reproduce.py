@@ -57,6 +57,9 @@ QUICK_OUT = REPO_ROOT / "runs" / "reproduce-quick"  # where quick runs go by def
 CODE_DIRS = ("lab", "configs")  # the code and presets every notebook runs: their git trees are an input
 KERNEL = "python3"
 CONTENT_HASH_LIMIT = 64 * 2**20  # bytes: larger checkpoint files are digested by name and size only
+READ_CHUNK = 2**20  # bytes read at a time while hashing
+GIT_TIMEOUT_S = 30
+DIRTY_DIGEST_CHARS = 16  # of the digest of uncommitted changes, in the code version
 
 
 class ReproduceError(RuntimeError):
@@ -70,7 +73,7 @@ def file_digest(path: Path) -> str:
     """sha256 of a file's bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(2**20), b""):
+        for chunk in iter(lambda: f.read(READ_CHUNK), b""):
             h.update(chunk)
     return h.hexdigest()
 
@@ -95,14 +98,14 @@ def code_version() -> str:
     lab/ reruns the notebooks); "unknown" outside git."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True,
-                              timeout=30).stdout.strip()
+                              timeout=GIT_TIMEOUT_S).stdout.strip()
 
     try:
         trees = [git("rev-parse", f"HEAD:{d}") for d in CODE_DIRS]
         diff = git("diff", "HEAD", "--", *CODE_DIRS)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return " ".join(trees) + (f" +dirty:{hashlib.sha256(diff.encode()).hexdigest()[:16]}" if diff else "")
+    return " ".join(trees) + (f" +dirty:{hashlib.sha256(diff.encode()).hexdigest()[:DIRTY_DIGEST_CHARS]}" if diff else "")
 
 
 def parameters(mode: str, folder: Path) -> dict:
