@@ -11,6 +11,7 @@ that has not run yet gets a "not run yet" line.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from lab.provenance import SMOKE_TEST
@@ -65,11 +66,12 @@ def growth_headline(m: dict) -> str:
             (f"grown L beats S on GenEval-mini ({m['config']['eval_prompts']} set) after {steps} steps",
              "the deeper model scores higher", f"+{s['geneval_gain_target']}", f"{grown['geneval_gain_over_source']:+.3f}",
              s.get("geneval_target_met"))]
-    if "shipped" in m:
+    if "shipped" in m:  # the shipped models' cards; older runs stored paths in source/grown and the scores apart
         sh = m["shipped"]
-        rows.append((f"shipped {sh['grown']} vs {sh['source']}", "the deeper model scores higher", f"+{sh['target']}",
-                     f"{sh['grown_score']:.3f} vs {sh['source_score']:.3f} ({sh['gain']:+.3f}); {sh['protocol']}",
-                     sh["target_met"]))
+        grown_score, source_score = sh.get("grown_score", sh["grown"]), sh.get("source_score", sh["source"])
+        protocol = sh.get("protocol", f"GenEval-mini full set, images per prompt: {sh.get('images_per_prompt')}")
+        rows.append(("shipped L vs S", "the deeper model scores higher", f"+{sh.get('target', growth.GENEVAL_GAIN_TARGET)}",
+                     f"{grown_score:.3f} vs {source_score:.3f} ({sh['gain']:+.3f}); {protocol}", sh["target_met"]))
     steps_shown = next(iter(m["runs"].values()))["geneval"]  # (step, score) pairs: the column heading
     trajectory = ["| arm | GenEval-mini at steps " + " -> ".join(str(step) for step, _ in steps_shown) + " |",
                   "| --- | --- |"]
@@ -163,7 +165,8 @@ def provenance_lines(nb: Notebook, metrics: dict, record: dict | None) -> list[s
 def section(nb: Notebook, root: Path) -> str:
     """The markdown section of one experiment under `root` ("not run yet" when it has no metrics)."""
     folder = root / nb.name
-    head = f"## {nb.name}\n\nPaper: {nb.paper}. Notebook: [`{nb.notebook}`](../{nb.notebook})"
+    link = Path(os.path.relpath(nb.path, root)).as_posix()
+    head = f"## {nb.name}\n\nPaper: {nb.paper}. Notebook: [`{nb.notebook}`]({link})"
     metrics = _load(folder / nb.metrics)
     if metrics is None:
         return f"{head}\n\nNot run yet: no `{nb.name}/{nb.metrics}`. Run `lab reproduce --only {nb.name}`.\n"
@@ -177,7 +180,7 @@ def section(nb: Notebook, root: Path) -> str:
         try:
             out.append(HEADLINES[nb.name](metrics))
         except (KeyError, TypeError, IndexError, ValueError) as e:
-            out.append(f"Headline numbers unavailable: the metrics lack {e!r}.\n")
+            out.append(f"Headline numbers unavailable ({type(e).__name__}: {e}).\n")
     out += [f"![{png.stem}]({nb.name}/{png.name})\n" for png in sorted(folder.glob("*.png"))]
     out += ["Provenance:", ""] + provenance_lines(nb, metrics, _load(folder / RECORD))
     return "\n".join(out) + "\n"
