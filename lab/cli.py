@@ -349,8 +349,22 @@ def _prune(args: argparse.Namespace) -> None:
         print(f"fine-tuned: {train(cfg, out, resume=not args.restart)}")
 
 
+def _reproduce(args: argparse.Namespace) -> None:
+    from lab.report_index import write_index
+    from lab.reproduce import output_root, reproduce
+
+    root = _usage(output_root, args.mode, args.out)
+    if args.index_only:
+        print(f"wrote {write_index(root, args.mode)}")
+        return
+    status = reproduce(args.mode, args.only, root, args.force, args.workers)
+    print(", ".join(f"{name}: {how}" for name, how in status.items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lab import bench
+    from lab.experiments import MODES
+    from lab.reproduce import REGISTRY
 
     positive, non_negative, guidance = _at_least(1), _at_least(0), _at_least(0.0, float)
     parser = _Parser(prog="lab", description="The SANA 1.5 lab. Relative paths are read from the working directory, "
@@ -417,6 +431,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=positive, default=100)
     p.add_argument("-o", "--out", type=_figure_file, default="grid.png", help="figure (missing folders are created)")
+
+    p = command(sub, "reproduce", _reproduce, help="run every experiment notebook with papermill into reports/ and index them",
+                description="Runs the notebooks of lab.reproduce.REGISTRY in dependency order into OUT/NAME (executed "
+                "notebook, figures, metrics, reproduce.json), skipping those whose inputs (notebook, parameters, "
+                "checkpoints, code) are unchanged since their last run, then writes OUT/README.md. A failing notebook "
+                "stops the batch with one line naming it and its cell (exit 1).")
+    p.add_argument("--mode", choices=MODES, default="full", help="full: the committed results; quick: a smoke test")
+    p.add_argument("--only", nargs="+", choices=list(REGISTRY), metavar="NAME",
+                   help=f"run only these (in dependency order): {', '.join(REGISTRY)}")
+    p.add_argument("--out", type=_writable_target,
+                   help="output folder (default reports/ in full mode, runs/reproduce-quick/ in quick mode)")
+    p.add_argument("--force", action="store_true", help="rerun notebooks whose inputs are unchanged")
+    p.add_argument("--workers", type=positive, default=1, help="notebooks run at once in separate processes")
+    p.add_argument("--index-only", action="store_true", help="only rewrite OUT/README.md from the results there")
 
     p = sub.add_parser("world", help="the shapes world (lab world render --help)")
     world_sub = p.add_subparsers(dest="world_command", required=True)

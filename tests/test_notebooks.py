@@ -1,4 +1,5 @@
-"""Every notebook runs end to end under papermill in its `quick` mode, and is stored without outputs."""
+"""Every notebook runs end to end under papermill in its `quick` mode, and is stored without outputs;
+`lab reproduce` knows every notebook (so the test command, and CI, run all that it runs)."""
 
 import json
 from pathlib import Path
@@ -6,6 +7,13 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
+
+
+def test_reproduce_registry_and_notebooks_folder_list_the_same_notebooks():
+    from lab.reproduce import REGISTRY
+
+    assert sorted(nb.path for nb in REGISTRY.values()) == NOTEBOOKS
+    assert all(nb.path.stem == name for name, nb in REGISTRY.items()), "an experiment is named after its notebook"
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
