@@ -66,3 +66,13 @@ def run_lab(capsys):
         return code, out, err
 
     return run
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now: two `accelerate launch` tests running side by side (pytest -n 2)
+    would otherwise both rendezvous on the default port 29500."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

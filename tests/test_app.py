@@ -109,7 +109,7 @@ def test_depth_slider_prunes_the_deep_model_once(served, session):
 
 
 @pytest.mark.parametrize("prompt, message", [("", "Type a prompt"), ("a photo of two dogs", "Unknown words: 'dogs'"),
-                                             ("circle a photo of", "fits none of GenEval's templates")])
+                                             ("circle a photo of", "fits none of the world's forms")])
 def test_bad_prompts_show_a_message_and_the_app_keeps_serving(served, session, prompt, message):
     from gradio_client.exceptions import AppError
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import free_port
 
 from lab.judge import JudgeScores, OracleJudge
 from lab.sampling import SamplerConfig
@@ -101,7 +102,7 @@ def test_two_processes_split_the_candidates_and_agree(tiny_pipeline_dir, tiny_pi
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     # as in test_train: `--multi_gpu` starts two processes; they join over gloo on a CPU machine
     r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(worker),
+                        "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", str(worker),
                         str(tiny_pipeline_dir), str(tmp_path)],
                        capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent)
     assert r.returncode == 0, r.stderr[-3000:]

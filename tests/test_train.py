@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import free_port
 
 from lab.checkpoint import atomic_directory
 from lab.model import load_pipeline
@@ -118,7 +119,7 @@ def test_two_process_ddp_keeps_ranks_in_agreement(tiny_vae_dir, tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     # `accelerate launch --cpu` starts a single process in accelerate 1.x; `--multi_gpu` starts two
     # through torchrun, and the trainer's Accelerator(cpu=True) joins them over gloo on a CPU box.
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
                         "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(tiny_vae_dir), str(tmp_path)],
                        capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent)
     assert r.returncode == 0, r.stderr[-3000:]
