@@ -31,6 +31,7 @@ chromium:
 	 else echo "no apt-get: install chromium yourself, or the browser test is skipped"; fi
 
 test: setup
+	$(BIN)/ruff check lab tests app.py
 	$(BIN)/python -m pytest -n 2 -q
 
 # The app on http://$(HOST):$(PORT) with the shipped models (CPU, or CUDA when present).

@@ -27,10 +27,15 @@ from lab.judge import QUESTION, VLMJudge
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 CHAT_WORDS = ("user", "assistant", "does", "this", "image", "match", "the", "prompt", ":", "?", "answer", "yes", "or",
               "no", ".")
-# The lab's chat template: "user : <image> QUESTION assistant : " -> the next token is the answer.
+# The lab's chat template: "user : QUESTION <image> assistant : " -> the next token is the answer.
+# The text goes before the image although the message lists the image first: in a causal decoder
+# the image tokens can then attend to the prompt, so each patch can be checked against what the
+# prompt asks. Image-first, a 2-layer decoder learnt mostly the task's prior (judge v2: balanced
+# accuracy 0.50 on single objects, AUC 0.82 overall mostly between tasks).
 CHAT_TEMPLATE = (
     "{% for message in messages %}{{ message['role'] }} : "
-    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }} {% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image> {% endif %}{% endfor %}"
     "{% endfor %}{% if add_generation_prompt %}assistant : {% endif %}"
 )
 PIXEL_MEAN = PIXEL_STD = (0.5, 0.5, 0.5)  # images to [-1, 1]

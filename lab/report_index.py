@@ -130,7 +130,18 @@ def scaling_headline(m: dict) -> str:
         if "best_of_16_target_met" in t:
             rows.append((f"{model}: best-of-16 by the learned judge", "0.80", f">= {scaling.TARGETS['best_of_16_L']}",
                          f"{t['best_of_16']:.3f}", t["best_of_16_target_met"]))
-    return claims_table(rows) + "\n" + scaling.summary_table(m) + "\n"
+    from lab.bench.judge import TARGETS as JUDGE
+
+    for split, r in m["reliability"].items():
+        o = r["overall"]
+        worst = min(r["tasks"].items(), key=lambda kv: kv[1]["balanced_accuracy"])
+        rows.append((f"judge vs evaluator, {split} samples ({o['n']} images)", "NVILA-2B verifier (no figure given)",
+                     f"balanced accuracy >= {JUDGE['balanced_accuracy']}, every task >= {JUDGE['task_balanced_accuracy']}, "
+                     f"AUC >= {JUDGE['auc']}",
+                     f"{o['balanced_accuracy']:.3f} (worst: {worst[0]} {worst[1]['balanced_accuracy']:.3f}), AUC {o['auc']:.3f}",
+                     o["balanced_accuracy"] >= JUDGE["balanced_accuracy"] and o["auc"] >= JUDGE["auc"]
+                     and worst[1]["balanced_accuracy"] >= JUDGE["task_balanced_accuracy"]))
+    return claims_table(rows) + "\n" + scaling.summary_table(m) + "\n\n" + scaling.reliability_table(m) + "\n"
 
 
 HEADLINES = {"came8bit": came8bit_headline, "growth": growth_headline, "block_importance": block_importance_headline,
