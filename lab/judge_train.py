@@ -103,17 +103,17 @@ def build_judge(size: str | JudgeSize = "lab", seed: int = 0):
                        num_attention_heads=size.heads, num_key_value_heads=size.heads,
                        max_position_embeddings=4 * image_tokens, pad_token_id=tokenizer.pad_token_id,
                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
-    # "default" drops CLIP's class token: the decoder sees exactly the patch tokens.
+    # "full" keeps CLIP's class token (the scene summary of pretrain_vision) before the patch tokens.
     config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(SPECIAL["image"]),
-                         image_seq_length=image_tokens, vision_feature_layer=-1, vision_feature_select_strategy="default")
+                         image_seq_length=image_tokens + 1, vision_feature_layer=-1, vision_feature_select_strategy="full")
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
     image_processor = CLIPImageProcessorPil(do_resize=False, do_center_crop=False, image_mean=list(PIXEL_MEAN),
                                          image_std=list(PIXEL_STD), size={"shortest_edge": world.IMAGE_SIZE},
                                          crop_size={"height": world.IMAGE_SIZE, "width": world.IMAGE_SIZE})
     processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=size.patch,
-                               vision_feature_select_strategy="default", chat_template=CHAT_TEMPLATE,
-                               num_additional_image_tokens=1)  # CLIP's class token, dropped by "default"
+                               vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
+                               num_additional_image_tokens=1)  # CLIP's class token
     return model, processor
 
 
@@ -130,7 +130,9 @@ class JudgeTrainConfig:
     negatives_per_image: int = 4  # perturbed prompts paired with each image, besides its own
     generated_fraction: float = 0.5  # of each batch, pairs of generated samples (the rest: renders)
     holdout_fraction: float = 0.1  # of the generated images, for the validation printed while training
-    steps: int = 2500
+    vision_steps: int = 1000  # stage 1: the vision tower learns the scene (see pretrain_vision); 0 = skip
+    vision_lr: float = 2e-3
+    steps: int = 2000  # stage 2: the whole judge answers yes/no
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 0.01
@@ -157,6 +159,53 @@ def answer_loss(judge: VLMJudge, batch: dict, labels: torch.Tensor, class_weight
     return (F.cross_entropy(logits, target, reduction="none") * class_weight[labels.long()]).sum() / class_weight[labels.long()].sum()
 
 
+def scene_targets(scene) -> np.ndarray:
+    """What the vision tower's class token should know of a scene: the count of every (shape,
+    colour) pair, over 4, and every shape's centroid (x, y), over the image side (0 when absent).
+    (len(SHAPES) x len(COLORS) + 2 x len(SHAPES),) float32."""
+    shapes, colors = world.SHAPES, list(world.COLORS)
+    counts = np.zeros((len(shapes), len(colors)), np.float32)
+    centres = np.zeros((len(shapes), 2), np.float32)
+    for o in scene.objects:
+        counts[shapes.index(o.shape), colors.index(o.color)] += 1
+        centres[shapes.index(o.shape)] += (o.cx, o.cy)
+    present = counts.sum(1, keepdims=True)
+    centres = np.where(present > 0, centres / np.maximum(present, 1) / world.IMAGE_SIZE, 0)
+    return np.concatenate([counts.ravel() / max(world.NUMBERS), centres.ravel()])
+
+
+def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = True) -> list[float]:
+    """Stage 1: the vision tower's class token regresses `scene_targets` of blurred, noisy renders.
+
+    Why: trained from scratch end to end, the tiny decoder learnt the answer's prior per prompt and
+    almost ignored the image (judge v2: the same P(yes) for a render, a white frame and another
+    shape). Once the class token summarises the scene (which shapes, colours, how many, where), the
+    decoder only has to read one token at a fixed place and compare it with the prompt; the judge keeps
+    the class token (`vision_feature_select_strategy="full"`). Returns the loss per step.
+    """
+    from lab.bench.geneval import degrade
+
+    vision = model.model.vision_tower
+    head = torch.nn.Linear(vision.config.hidden_size, len(scene_targets(world.Scene(()))))
+    opt = torch.optim.AdamW(list(vision.parameters()) + list(head.parameters()), lr=cfg.vision_lr)
+    rng = np.random.default_rng(cfg.seed)
+    losses = []
+    for step in tqdm(range(cfg.vision_steps), desc="judge vision tower", disable=not progress):
+        scenes = [world.sample_scene(world.sample_training_prompt(rng), int(rng.integers(2**31))) for _ in range(cfg.batch_size)]
+        images = [np.round(degrade(world.render(sc), rng, rng.uniform(0, 1.5), rng.uniform(0, 0.08)) * 255).astype(np.uint8)
+                  for sc in scenes]
+        pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+        target = torch.as_tensor(np.stack([scene_targets(sc) for sc in scenes]))
+        for g in opt.param_groups:
+            g["lr"] = cfg.vision_lr * min(1.0, (step + 1) / cfg.warmup_steps)
+        loss = F.mse_loss(head(vision(pixel_values=pixels).pooler_output), target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
 def batch_indices(pairs, cfg: JudgeTrainConfig, rng: np.random.Generator) -> np.ndarray:
     """`cfg.batch_size` pair indices, `generated_fraction` of them from generated samples (there are
     far fewer of those than renders, and they are what the judge will see)."""
@@ -179,6 +228,7 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
 
     data = judge_dataset(cfg, progress=progress)
     model, processor = build_judge(cfg.size, cfg.seed)
+    vision_losses = pretrain_vision(model, processor, cfg, progress) if cfg.vision_steps else []
     judge = VLMJudge(model, processor, name="lab judge")
     train, val = data["train"], data["val"]
     labels = torch.as_tensor(train.labels)
@@ -189,6 +239,8 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
     out = Path(out)
     with atomic_directory(out) as tmp:
         log = RunLog(tmp / "train_log.jsonl")
+        for i, v in enumerate(vision_losses):
+            log.step(i + 1 - len(vision_losses), cfg.batch_size, vision_loss=v)  # stage 1: steps <= 0
         bar = tqdm(range(cfg.steps), desc="train judge", disable=not progress)
         for step in bar:
             model.train()
@@ -260,4 +312,4 @@ scaling notebook (`reports/scaling/`).
 def quick_config(cfg: JudgeTrainConfig) -> JudgeTrainConfig:
     """A seconds-long smoke-test variant of `cfg` (tests, quick notebooks): a tiny judge on renders only."""
     return replace(cfg, size="tiny", sample_models=(), samples_per_model=(), renders=256, steps=4, batch_size=16,
-                   eval_every=4, warmup_steps=1)
+                   eval_every=4, warmup_steps=1, vision_steps=2)
