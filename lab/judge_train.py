@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from lab import world
 from lab.judge import QUESTION, VLMJudge
+from lab.judge_data import JUDGE_SEED
 
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 CHAT_WORDS = ("user", "assistant", "does", "this", "image", "match", "the", "prompt", ":", "?", "answer", "yes", "or",
@@ -124,7 +125,7 @@ class JudgeTrainConfig:
     size: str = "lab"  # JUDGE_SIZES key
     sample_models: tuple[str, ...] = ("S", "L@12")  # generators whose samples it learns from (lab.zoo specs)
     samples_per_model: tuple[int, ...] = (1536, 512)
-    sample_seed: int = 1_000_000_000  # lab.judge_data.JUDGE_SEED; model k uses sample_seed + k x seed_stride
+    sample_seed: int = JUDGE_SEED  # model k's samples use seeds from sample_seed + k x seed_stride
     seed_stride: int = 10_000_000
     renders: int = 16384  # clean renders (blurred, noisy) added as cheap extra pairs
     negatives_per_image: int = 4  # perturbed prompts paired with each image, besides its own

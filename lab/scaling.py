@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from lab.judge import JudgeScores
-from lab.sampling import SamplerConfig, candidate_seeds, generate, nfe_per_image
+from lab.sampling import SamplerConfig, candidate_seeds, generate, native_resolution, nfe_per_image
 
 SELECTIONS = ("tournament", "topk", "score")
 MAX_CANDIDATES = 1024  # N above this is refused: a typo, not an experiment, on a CPU
@@ -173,8 +173,9 @@ def best_of_n_steps(pipe, prompt: str, n: int, judge, select: str = "tournament"
         raise ValueError(f"empty prompt {prompt!r}; expected text such as 'a photo of a red circle'")
     seeds = candidate_seeds(seed, n)
     mine = list(range(n)) if indices is None else list(indices)
+    side = native_resolution(pipe)
     result = BestOfN(prompt, n, [seeds[i] for i in mine], select, getattr(judge, "name", type(judge).__name__),
-                     np.zeros((0, 0, 0, 3), np.uint8), blocks=len(pipe.transformer.transformer_blocks))
+                     np.zeros((0, side, side, 3), np.uint8), blocks=len(pipe.transformer.transformer_blocks))
     images, parts = [], []
     if not mine:  # a process with no share (n < processes) still reports, with nothing
         result.scores = JudgeScores(*(np.zeros(0, np.float32) for _ in range(3)))
@@ -204,7 +205,8 @@ def best_of_n(pipe, prompt: str, n: int, judge, select: str = "tournament", seed
 
     With `distributed=True` (under `accelerate launch`), process r generates and judges the
     candidates `accelerate` assigns it, the images and scores are gathered, and every process
-    ranks the same full set (candidate i is the same image whichever process made it).
+    ranks the same full set (candidate i is the same image whichever process made it);
+    `on_update` is then not called (a process sees only its share until the gather).
     """
     if not distributed:
         result = None
@@ -218,7 +220,6 @@ def best_of_n(pipe, prompt: str, n: int, judge, select: str = "tournament", seed
 
     # cpu=True on GPU-less machines: the processes then join over gloo (as the trainer does)
     state = PartialState(cpu=not torch.cuda.is_available())
-    check_n(n)
     with state.split_between_processes(list(range(n))) as mine:
         *_, share = best_of_n_steps(pipe, prompt, n, judge, select, seed, sampler, k, indices=mine)
     gathered = gather_object([(mine, share.images, share.scores, share.seconds, share.model_calls)])

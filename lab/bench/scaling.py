@@ -17,7 +17,7 @@ from lab.judge import load_judge
 from lab.sampling import SamplerConfig, candidate_seeds, generate
 from lab.scaling import best_of_n
 
-PROMPT = "a photo of three red circles"
+PROMPT = "a photo of three circles"  # a training-distribution prompt: no out-of-domain warning
 
 
 class CountingJudge:
