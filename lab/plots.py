@@ -533,14 +533,18 @@ def steps_vs_candidates(data: dict, ax: Axes | None = None, stamp: dict | None =
     own_figure = ax is None
     fig, ax = _axes_or_new(ax, PANEL_INCHES)
     with matplotlib.rc_context(STYLE):
-        for i, (key, label) in enumerate((("steps", "more steps, 1 image"), ("candidates", "more candidates (judge)"))):
-            rows = data[key]
+        lines = (("steps", "more steps, 1 image"), ("candidates", "more candidates (judge)"),
+                 ("candidates_oracle", "more candidates (oracle bound)"))
+        for i, (key, label) in enumerate(lines):
+            rows = data.get(key, [])
+            if not rows:
+                continue
             xs = [r["nfe"] for r in rows]
             ax.plot(xs, [r["overall"] for r in rows], marker="o", ms=4, color=f"C{i}", label=label)
             _band(ax, xs, rows, f"C{i}")
             for r, x in zip(rows, xs):
                 ax.annotate(f"{r['steps']} steps" if key == "steps" else f"N={r['n']}", (x, r["overall"]), fontsize="x-small",
-                            xytext=(3, -9 if key == "steps" else 4), textcoords="offset points")
+                            xytext=(3, -9 if key == "steps" else 4), textcoords="offset points", color=f"C{i}")
         ax.set_xscale("log")
         ax.set_xlabel("transformer evaluations per final image (NFE)")
         ax.set_ylabel("GenEval-mini overall")
@@ -610,6 +614,8 @@ def judge_reliability(reliability: dict, stamp: dict | None = None) -> Figure:
         calib.legend(fontsize="small")
     if stamp is not None:
         stamp_figure(fig, stamp)
+    return fig
+
 
 # Best-of-N (lab.scaling; SANA 1.5 section 4): the tournament bracket and best-so-far vs N
 

@@ -106,3 +106,19 @@ def test_best_so_far_curve_and_importance_highlight_render(tmp_path):
     table = ImportanceTable(np.random.default_rng(0).random((6, 3)), np.array([900.0, 500.0, 100.0]))
     fig = plots.block_importance_lines(table, highlight=[0, 4], highlight_label="kept at depth 2")
     assert "kept at depth 2 (2 of 6)" in _texts(fig)
+
+
+def test_scaling_figures_are_drawn_from_the_experiment_metrics():
+    from lab.experiments.scaling import figures
+
+    curve = [{"n": n, "overall": 0.4 + 0.05 * n, "interval": [0.3, 0.6], "tasks": {}} for n in (1, 2)]
+    rel = {"overall": {"balanced_accuracy": 0.7, "auc": 0.8}, "tasks": {"counting": {"balanced_accuracy": 0.6, "auc": 0.7}},
+           "calibration": [{"p_mean": 0.2, "yes_rate": 0.3, "n": 4}]}
+    metrics = {"models": {"S": {"blocks": 8, "curves": {"judge": curve, "oracle": curve, "random": curve}}},
+               "steps_vs_candidates": {"model": "S", "steps": [{"steps": 5, "nfe": 10, "overall": 0.3}],
+                                       "candidates": [{"n": 1, "nfe": 40, "overall": 0.4}]},
+               "frontier": [{"model": "S", "n": 1, "blocks": 8, "seconds": 0.1, "overall": 0.4, "pareto": True}],
+               "reliability": {"held_out": rel}}
+    figs = figures(metrics, stamp={"mode": "test"})
+    assert set(figs) == {"geneval_vs_n", "steps_vs_candidates", "frontier", "judge_reliability"}
+    assert all(f is not None and f.axes for f in figs.values())

@@ -204,8 +204,8 @@ def novel_reliability(cfg: ScalingConfig, judge, progress: bool) -> dict:
 
 def steps_vs_candidates(cfg: ScalingConfig, prompts: list[world.Prompt], metrics: dict, progress: bool) -> dict:
     """(b) On the first model: accuracy of one image at each step count of `steps_sweep` (candidate
-    0's seed), against best-of-N at the sampler's steps, both by sampling compute per final image
-    (transformer evaluations, NFE)."""
+    0's seed), against best-of-N at the sampler's steps picked by the judge and by the oracle, all by
+    sampling compute per final image (transformer evaluations, NFE)."""
     from dataclasses import replace
 
     from lab.zoo import resolve_model
@@ -220,8 +220,9 @@ def steps_vs_candidates(cfg: ScalingConfig, prompts: list[world.Prompt], metrics
                                     progress, desc=f"{model} at {steps} steps")
         correct = np.array([v.correct for v in geneval.evaluate(images, prompts).verdicts], float)
         steps_rows.append({"steps": steps, "nfe": nfe_per_image(sampler)} | overall_with_interval(correct, [p.task for p in prompts]))
-    candidate_rows = [r | {"nfe": r["n"] * nfe_per_image(cfg.sampler)} for r in metrics["models"][model]["curves"]["judge"]]
-    return {"model": model, "steps": steps_rows, "candidates": candidate_rows}
+    curves = metrics["models"][model]["curves"]
+    by_selector = {sel: [r | {"nfe": r["n"] * nfe_per_image(cfg.sampler)} for r in curves[sel]] for sel in ("judge", "oracle")}
+    return {"model": model, "steps": steps_rows, "candidates": by_selector["judge"], "candidates_oracle": by_selector["oracle"]}
 
 
 def timing(cfg: ScalingConfig, judge, prompts: list[world.Prompt]) -> dict:
