@@ -156,7 +156,7 @@ def judge_seconds_per_image(judge, images: np.ndarray, prompt: str) -> float:
 def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True) -> dict:
     """Runs the experiment; writes `out/metrics.json` when `out` is given. Returns the metrics."""
     from lab.provenance import write_json
-    from lab.zoo import resolve_model
+    from lab.zoo import model_spec
 
     prompts = interleaved(world.load_prompts(cfg.prompts), cfg.prompt_limit)
     tasks = [p.task for p in prompts]
@@ -167,8 +167,8 @@ def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True
     for model in cfg.models:
         images = candidates(cfg, model, prompts, progress)
         scores, correct = judge_all(judge, images, prompts)
-        pipe = resolve_model(model)
-        blocks = len(pipe.transformer.transformer_blocks)
+        spec = model_spec(model)
+        blocks = spec.depth or spec.source_layers  # from the config: no weights loaded
         metrics["models"][model] = {"blocks": blocks, "curves": selection_curves(scores, correct, tasks, cfg.n_max, cfg.ns),
                                     "reliability": reliability(scores, correct, np.repeat(tasks, cfg.n_max))}
         all_scores.append(scores)
