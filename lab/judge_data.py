@@ -145,16 +145,23 @@ def label_pairs(images: np.ndarray, prompts: list[str], source: str, rng: np.ran
     return Pairs(np.asarray(images), np.array(index), texts, np.array(labels, bool), tasks, [source] * len(texts))
 
 
-def degraded_renders(n: int, seed: int, max_blur: float = 1.5, max_noise: float = 0.08) -> tuple[np.ndarray, list[str]]:
-    """`n` renders of training prompts, each blurred by sigma ~ U(0, max_blur) pixels and noised
-    by sigma ~ U(0, max_noise) (on [0, 1]), like samples of a diffusion model. (n, 64, 64, 3) uint8."""
+MAX_BLUR, MAX_NOISE = 1.5, 0.08  # pixels, and sigma on [0, 1]: the range of a diffusion sample's blur and noise
+
+
+def degraded_render(scene: world.Scene, rng: np.random.Generator) -> np.ndarray:
+    """`scene` rendered, blurred by sigma ~ U(0, MAX_BLUR) pixels and noised by sigma ~ U(0,
+    MAX_NOISE), like a sample of a diffusion model. (64, 64, 3) uint8."""
     from lab.bench.geneval import degrade
 
+    x = degrade(world.render(scene), rng, rng.uniform(0, MAX_BLUR), rng.uniform(0, MAX_NOISE))
+    return np.round(x * 255).astype(np.uint8)
+
+
+def degraded_renders(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
+    """`n` degraded renders (`degraded_render`) of training prompts. (n, 64, 64, 3) uint8 and the prompts."""
     rng = np.random.default_rng(seed)
     prompts = [world.sample_training_prompt(rng) for _ in range(n)]
-    images = np.stack([np.round(degrade(world.render_prompt(p, int(rng.integers(2**31))), rng,
-                                        rng.uniform(0, max_blur), rng.uniform(0, max_noise)) * 255).astype(np.uint8)
-                       for p in prompts])
+    images = np.stack([degraded_render(world.sample_scene(p, int(rng.integers(2**31))), rng) for p in prompts])
     return images, [p.text for p in prompts]
 
 

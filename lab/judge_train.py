@@ -179,12 +179,13 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
     """Stage 1: the vision tower's class token regresses `scene_targets` of blurred, noisy renders.
 
     Why: trained from scratch end to end, the tiny decoder learnt the answer's prior per prompt and
-    almost ignored the image (judge v2: the same P(yes) for a render, a white frame and another
-    shape). Once the class token summarises the scene (which shapes, colours, how many, where), the
-    decoder only has to read one token at a fixed place and compare it with the prompt; the judge keeps
-    the class token (`vision_feature_select_strategy="full"`). Returns the loss per step.
+    ignored the image (judge v2: the same P(yes) for a render, a white frame and another shape).
+    With a class token that summarises the scene (which shapes, colours, how many, where), the
+    decoder could read one token at a fixed place; the judge keeps it (`vision_feature_select_strategy
+    ="full"`). Measured: the regression learns (MSE 0.16 -> 0.018 in 1,000 steps), yet the shipped
+    judge still reads the image only weakly (its card). Returns the loss per step.
     """
-    from lab.bench.geneval import degrade
+    from lab.judge_data import degraded_render
 
     vision = model.model.vision_tower
     head = torch.nn.Linear(vision.config.hidden_size, len(scene_targets(world.Scene(()))))
@@ -193,8 +194,7 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
     losses = []
     for step in tqdm(range(cfg.vision_steps), desc="judge vision tower", disable=not progress):
         scenes = [world.sample_scene(world.sample_training_prompt(rng), int(rng.integers(2**31))) for _ in range(cfg.batch_size)]
-        images = [np.round(degrade(world.render(sc), rng, rng.uniform(0, 1.5), rng.uniform(0, 0.08)) * 255).astype(np.uint8)
-                  for sc in scenes]
+        images = [degraded_render(sc, rng) for sc in scenes]
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
         target = torch.as_tensor(np.stack([scene_targets(sc) for sc in scenes]))
         for g in opt.param_groups:
