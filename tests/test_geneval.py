@@ -362,3 +362,19 @@ def test_written_report_reads_back_for_a_paired_comparison(tmp_path):
     assert [v.correct for v in back.verdicts] == [True, False] and back.seeds == [11, 12]
     assert back.verdicts[0].detections[0].to_json() == report.verdicts[0].detections[0].to_json()  # rounded in JSON
     assert geneval.compare(back, report).overall == 0.0
+
+
+def test_position_diagnosis_separates_missing_objects_from_wrong_relations():
+    from lab.experiments.position import position_diagnosis
+
+    right = world.parse_prompt("a photo of a circle left of a square")
+    wrong = world.parse_prompt("a photo of a circle right of a square")
+    img = world.render_prompt(right, 0)
+    blank = np.full_like(img, 255)
+    report = geneval.evaluate([img, img, blank], [right, wrong, right])
+    diag = position_diagnosis(report)
+    left, rightward = diag["relations"]["left of"], diag["relations"]["right of"]
+    assert left["images"] == 2 and left["both_present"] == 0.5 and left["holds_given_both"] == 1.0
+    assert left["outcomes"] == {"both": 1, "missing both": 1}
+    assert rightward["holds_given_both"] == 0.0 and rightward["chance_given_both"] == 0.0
+    assert left["chance_given_both"] == 1.0  # the 'right of' image shows a circle left of the square
