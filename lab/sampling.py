@@ -47,16 +47,19 @@ def _check_prompts(pipe, prompts: Sequence[str]) -> None:
     if unknown:
         warnings.warn(f"words unknown to the tokenizer (read as [UNK]): {unknown}", stacklevel=USER_STACKLEVEL)
     if human_instruction(pipe) is None:  # a lab model: trained on world.sample_training_prompt's prompts only
-        for p in dict.fromkeys(prompts):
-            if p not in _WARNED_UNTRAINED and not world.in_training_distribution(p):
-                _WARNED_UNTRAINED.add(p)
-                warnings.warn(f"prompt {p!r} is outside what lab models were trained on (GenEval's templates with "
-                              "'a photo of', no colour on counts or positions, no held-out colour-shape pair); "
-                              "expect weaker images", stacklevel=USER_STACKLEVEL)
+        new = [p for p in dict.fromkeys(prompts) if p not in _WARNED_UNTRAINED and not world.in_training_distribution(p)]
+        _WARNED_UNTRAINED.update(new)
+        if new:  # one warning per call: a benchmark set of held-out prompts (novel) is one message, not 100
+            what = f"prompt {new[0]!r} is" if len(new) == 1 else \
+                f"{len(new)} prompts are (e.g. {', '.join(repr(p) for p in new[:UNTRAINED_EXAMPLES])})"
+            warnings.warn(f"{what} outside what lab models were trained on (GenEval's templates with 'a photo of', "
+                          "no colour on counts or positions, no held-out colour-shape pair); expect weaker images",
+                          stacklevel=USER_STACKLEVEL)
 
 
 USER_STACKLEVEL = 3  # warnings about prompts point at the caller of generate (the user's input)
 _WARNED_UNTRAINED: set[str] = set()  # prompts already warned about: once per prompt per process
+UNTRAINED_EXAMPLES = 3  # prompts named in a warning about several
 
 
 def human_instruction(pipe):

@@ -185,3 +185,11 @@ def test_importing_the_lab_and_diffusers_prints_no_bitsandbytes_kernel_warning()
     code = "import lab.model, lab.sampling; from diffusers import SanaPipeline; import bitsandbytes"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "gemm_4bit_forward" not in r.stderr + r.stdout
+
+
+def test_many_untrained_prompts_make_one_warning_that_counts_them(tiny_pipeline):
+    prompts = ["a photo of two red circles", "a photo of three blue squares", "a photo of four green crosses",
+               "a photo of two pink triangles"]  # colours on counts: never in training
+    with pytest.warns(UserWarning, match="4 prompts are .*'a photo of two red circles'.* outside what lab models") as record:
+        generate(tiny_pipeline, prompts, range(4), FAST)
+    assert len([w for w in record if "outside what lab models" in str(w.message)]) == 1
