@@ -22,8 +22,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lab import world
-from lab.judge import QUESTION, VLMJudge
-from lab.judge_data import JUDGE_SEED
+from lab.judge import QUESTION, VLMJudge, reliability
+from lab.judge_data import JUDGE_SEED, degraded_render, judge_dataset
 
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 CHAT_WORDS = ("user", "assistant", "does", "this", "image", "match", "the", "prompt", ":", "?", "answer", "yes", "or",
@@ -185,8 +185,6 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
     ="full"`). Measured: the regression learns (MSE 0.16 -> 0.018 in 1,000 steps), yet the shipped
     judge still reads the image only weakly (its card). Returns the loss per step.
     """
-    from lab.judge_data import degraded_render
-
     vision = model.model.vision_tower
     head = torch.nn.Linear(vision.config.hidden_size, len(scene_targets(world.Scene(()))))
     opt = torch.optim.AdamW(list(vision.parameters()) + list(head.parameters()), lr=cfg.vision_lr)
@@ -223,8 +221,6 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
     atomically. Returns the held-out validation metrics."""
     from lab.checkpoint import atomic_directory
     from lab.config import save_config
-    from lab.judge import reliability
-    from lab.judge_data import judge_dataset
     from lab.runlog import RunLog
 
     data = judge_dataset(cfg, progress=progress)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from conftest import free_port
 
+from lab.bench.scaling import CountingJudge
 from lab.judge import JudgeScores, OracleJudge
 from lab.sampling import SamplerConfig
 from lab.scaling import MAX_CANDIDATES, best_of_n, best_of_n_steps, play_match, rank, tournament
@@ -52,18 +53,8 @@ def test_score_and_topk_selections():
         rank(s, "best")
 
 
-class CountingJudge(OracleJudge):
-    def __init__(self):
-        super().__init__()
-        self.images = 0
-
-    def score(self, images, prompts):
-        self.images += len(images)
-        return super().score(images, prompts)
-
-
 def test_best_of_n_judges_each_candidate_exactly_once(tiny_pipeline):
-    judge = CountingJudge()
+    judge = CountingJudge(OracleJudge())
     result = best_of_n(tiny_pipeline, "a photo of a circle", 5, judge, sampler=FAST)
     assert judge.images == result.judge_calls == 5
     assert result.images.shape == (5, 64, 64, 3) and sorted(result.ranking) == list(range(5))

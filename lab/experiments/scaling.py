@@ -90,9 +90,9 @@ def candidates(cfg: ScalingConfig, model: str, prompts: list[world.Prompt], prog
 def judge_all(judge, images: np.ndarray, prompts: list[world.Prompt]) -> tuple[JudgeScores, np.ndarray]:
     """Judge scores and evaluator verdicts of (P, K, ...) candidates, flattened prompt-major (P x K,)."""
     flat = images.reshape(-1, *images.shape[2:])
-    texts = [p.text for p in prompts for _ in range(images.shape[1])]
-    scores = JudgeScores.concat([judge.score(flat[i : i + 256], texts[i : i + 256]) for i in range(0, len(flat), 256)])
-    correct = np.array([v.correct for v in geneval.evaluate(flat, [p for p in prompts for _ in range(images.shape[1])]).verdicts])
+    expanded = [p for p in prompts for _ in range(images.shape[1])]
+    scores = judge.score(flat, [p.text for p in expanded])  # a VLMJudge batches by itself
+    correct = np.array([v.correct for v in geneval.evaluate(flat, expanded).verdicts])
     return scores, correct
 
 
