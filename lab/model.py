@@ -46,9 +46,13 @@ LATENT_SIZE = 8  # 64x64 images -> 8x8 latents (f8)
 TEXT_HIDDEN = 64  # the lab text encoder's hidden size
 
 # One table for every size. S is the "1.6B" analogue, L has 3x its blocks (the "4.8B" analogue,
-# grown from S). `sana-*` are the real SANA 1.5 shapes (build them on the meta device).
+# grown from S). `sana-*` are the real SANA 1.5 shapes (build them on the meta device). `tiny-4` and
+# `tiny-6` are `tiny` with more blocks: the untrained stand-ins of quick runs for a trained S or L
+# (4: partial preservation's "all but the last two" still keeps two; 6: several pruned depths).
 SIZES: dict[str, TransformerSize] = {
     "tiny": TransformerSize(2, 2, 8, 2, 8, 16, LATENT_CHANNELS, LATENT_SIZE),
+    "tiny-4": TransformerSize(4, 2, 8, 2, 8, 16, LATENT_CHANNELS, LATENT_SIZE),
+    "tiny-6": TransformerSize(6, 2, 8, 2, 8, 16, LATENT_CHANNELS, LATENT_SIZE),
     "S": TransformerSize(8, 4, 32, 4, 32, TEXT_HIDDEN, LATENT_CHANNELS, LATENT_SIZE),
     "L": TransformerSize(24, 4, 32, 4, 32, TEXT_HIDDEN, LATENT_CHANNELS, LATENT_SIZE),
     "sana-1.6b": TransformerSize(20, 70, 32, 20, 112, 2304, 32, 32),
@@ -97,10 +101,25 @@ class VAESize:
     latent_channels: int = LATENT_CHANNELS
 
 
-def build_vae(size: VAESize = VAESize(), scaling_factor: float = 1.0):
-    """An untrained tiny `AutoencoderDC` (ResBlocks only: attention buys nothing at 8x8)."""
+# The lab's DC-AE (checkpoints/vae) and a smaller one for tests and the stand-ins of quick runs.
+VAE_SIZES: dict[str, VAESize] = {
+    "lab": VAESize(),
+    "tiny": VAESize(block_out_channels=(8, 8, 16, 16), decoder_layers_per_block=(1, 1, 1, 1)),
+}
+
+
+def build_vae(size: str | VAESize = "lab", scaling_factor: float = 1.0):
+    """An untrained tiny `AutoencoderDC` (ResBlocks only: attention buys nothing at 8x8).
+
+    Args:
+        size: a `VAE_SIZES` key or a `VAESize`.
+    """
     from diffusers import AutoencoderDC
 
+    if not isinstance(size, VAESize):
+        if size not in VAE_SIZES:
+            raise ValueError(f"unknown VAE size {size!r}; expected one of {list(VAE_SIZES)} or a VAESize")
+        size = VAE_SIZES[size]
     n = len(size.block_out_channels)
     return AutoencoderDC(
         in_channels=3,

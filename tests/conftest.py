@@ -11,9 +11,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-TINY_VAE = dict(block_out_channels=(8, 8, 16, 16), encoder_layers_per_block=(1, 1, 1, 1),
-                decoder_layers_per_block=(1, 1, 1, 1))
-
 
 def pytest_configure(config):
     torch.set_num_threads(1)
@@ -21,11 +18,11 @@ def pytest_configure(config):
 
 @pytest.fixture(scope="session")
 def tiny_vae_dir(tmp_path_factory):
-    from lab.model import VAESize, build_vae
+    from lab.model import build_vae
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("vae") / "vae"
-    build_vae(VAESize(**TINY_VAE)).save_pretrained(path)
+    build_vae("tiny").save_pretrained(path)
     return path
 
 

@@ -13,10 +13,10 @@ import torch.nn.functional as F
 
 from lab import cli, plots, pruning
 from lab.experiments import pruning as experiment
-from lab.model import SIZES, build_pipeline, build_transformer, load_pipeline
+from lab.model import build_pipeline, build_transformer, load_pipeline
 
 PROMPTS = ["a photo of a red circle", "a photo of two blue squares", "a photo of a green cross"]
-DEEP = replace(SIZES["tiny"], num_layers=6)  # tiny width, enough blocks to prune to several depths
+DEEP = "tiny-6"  # tiny width, enough blocks to prune to several depths
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def deep_pipeline_dir(tmp_path_factory, tiny_vae_dir):
 
     torch.manual_seed(0)
     path = tmp_path_factory.mktemp("deep") / "pipe"
-    build_pipeline(replace(DEEP, num_layers=4), vae=AutoencoderDC.from_pretrained(tiny_vae_dir)).save_pretrained(path)
+    build_pipeline("tiny-4", vae=AutoencoderDC.from_pretrained(tiny_vae_dir)).save_pretrained(path)
     return path
 
 
