@@ -12,29 +12,21 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from lab import world
-from lab.model import SIZES, VAESize, build_pipeline, build_vae, load_pipeline, text_max_length
+from lab.bench.timing import time_calls
+from lab.model import build_pipeline, build_vae, load_pipeline, text_max_length
 from lab.provenance import write_json
-from lab.pruning import DEFAULT_BATCH, DEFAULT_GUIDANCE, DEFAULT_TIMESTEPS, block_importance
-from lab.sampling import native_resolution
+from lab.pruning import block_importance
+from lab.sampling import SamplerConfig, native_resolution
 
-QUICK_LAYERS = 6  # quick mode's tiny stand-in for L
-QUICK_VAE_CHANNELS = (8, 8, 16, 16)
+QUICK_SIZE = "tiny-6"  # quick mode's untrained stand-in for L (lab.model.SIZES)
 LINEARITY_GOAL = 0.99  # R^2 of seconds vs (batches x timesteps)
 OVERHEAD_GOAL = 1.5  # analysis seconds per (batch, timestep) / one plain forward
-
-
-def _timed(fn) -> float:
-    t = time.perf_counter()
-    fn()
-    return time.perf_counter() - t
 
 
 @torch.no_grad()
@@ -53,8 +45,7 @@ def plain_forward_seconds(pipe, batch: int, repeats: int) -> float:
     def fwd():
         t(x, encoder_hidden_states=text, encoder_attention_mask=mask, timestep=step, return_dict=False)
 
-    fwd()  # warm-up
-    return statistics.median(_timed(fwd) for _ in range(repeats))
+    return time_calls(lambda _: fwd(), repeats, warmup=1).median
 
 
 def linearity(pipe, prompts: list[str], batch: int, batch_counts: list[int], timestep_counts: list[int],
@@ -64,8 +55,8 @@ def linearity(pipe, prompts: list[str], batch: int, batch_counts: list[int], tim
     for nb in batch_counts:
         for nt in timestep_counts:
             chosen = [prompts[i % len(prompts)] for i in range(nb * batch)]
-            s = statistics.median(_timed(lambda chosen=chosen, nt=nt: block_importance(pipe, chosen, nt, batch_size=batch))
-                                  for _ in range(repeats))
+            s = time_calls(lambda _, chosen=chosen, nt=nt: block_importance(pipe, chosen, nt, batch_size=batch),
+                           repeats).median
             cells.append({"batches": nb, "timesteps": nt, "units": nb * nt, "seconds": s, "per_unit_s": s / (nb * nt)})
     units = np.array([c["units"] for c in cells], float)
     secs = np.array([c["seconds"] for c in cells])
@@ -81,8 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="checkpoints/L", help="pipeline dir (an untrained L if absent: same speed)")
     ap.add_argument("--prompts", default="quick", help="calibration prompt set of the default analysis")
-    ap.add_argument("--timesteps", type=int, default=DEFAULT_TIMESTEPS)
-    ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    ap.add_argument("--timesteps", type=int, default=SamplerConfig.steps)
+    ap.add_argument("--batch-size", type=int, default=SamplerConfig.batch_size)
     ap.add_argument("--repeats", type=int, default=3, help="timings per measurement (median)")
     ap.add_argument("--quick", action="store_true", help="a 6-block tiny model, 4 prompts, 4-8 timesteps")
     ap.add_argument("--out", default="reports/bench/importance.json")
@@ -91,8 +82,7 @@ def main(argv: list[str] | None = None) -> dict:
     batch_counts, timestep_counts = [1, 2], [args.timesteps // 2, args.timesteps]
     if args.quick:
         torch.manual_seed(0)
-        pipe = build_pipeline(replace(SIZES["tiny"], num_layers=QUICK_LAYERS),
-                              vae=build_vae(VAESize(block_out_channels=QUICK_VAE_CHANNELS)))
+        pipe = build_pipeline(QUICK_SIZE, vae=build_vae("tiny"))
         prompts, args.timesteps, args.batch_size, args.repeats = prompts[:4], 4, 2, 3
         timestep_counts = [4, 8]
         model = "tiny (untrained, 6 blocks)"
@@ -103,8 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
         pipe, model = build_pipeline("L"), "L (untrained)"
     pipe.set_progress_bar_config(disable=True)
 
-    default_s = _timed(lambda: block_importance(pipe, prompts, args.timesteps, DEFAULT_GUIDANCE,
-                                                batch_size=args.batch_size))
+    default_s = time_calls(lambda _: block_importance(pipe, prompts, args.timesteps, batch_size=args.batch_size), 1).wall[0]
     batches = -(-len(prompts) // args.batch_size)
     lin = linearity(pipe, prompts, args.batch_size, batch_counts, timestep_counts, args.repeats)
     forward_s = plain_forward_seconds(pipe, args.batch_size, args.repeats)

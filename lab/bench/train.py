@@ -8,29 +8,17 @@ CPU cores: >= 60 images/s.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from pathlib import Path
 
 import torch
 
 from lab import world
+from lab.bench.timing import time_calls
 from lab.checkpoint import stream_seed
 from lab.model import build_pipeline, encode_text
 from lab.provenance import write_json
 from lab.train import FlowConfig, flow_matching_loss
 from lab.vae import images_to_tensor
-
-
-def _timed(fn, warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return times
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -87,7 +75,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     results = {}
     for name, fn in [("full_step", full_step), ("transformer_step", transformer_step), ("data_and_vae_encode", data_step)]:
-        t = statistics.median(_timed(fn, args.warmup, args.repeats))
+        t = time_calls(lambda _, fn=fn: fn(), args.repeats, args.warmup).median
         results[name] = {"seconds_per_step": t, "images_per_s": b / t}
     result = {"benchmark": "train", "size": args.size, "batch_size": b,
               "params": sum(p.numel() for p in tr.parameters()), "results": results,

@@ -8,22 +8,14 @@ second of CPU time (one core's rate even when other jobs share the machine).
 from __future__ import annotations
 
 import argparse
-import time
 
 import numpy as np
 
 from lab import world
+from lab.bench.timing import time_calls
 
 TARGET_SCENES_PER_S = 2000.0
 BATCH_SIZE = 64  # for the training_batch measurement
-
-
-def _timed(fn, n: int) -> tuple[float, float]:
-    """Calls fn(i) for i < n; returns (calls per wall second, calls per CPU second)."""
-    wall, cpu = time.perf_counter(), time.process_time()
-    for i in range(n):
-        fn(i)
-    return n / (time.perf_counter() - wall), n / max(time.process_time() - cpu, 1e-9)
 
 
 def measure(n: int, seed: int = 0) -> dict:
@@ -32,22 +24,22 @@ def measure(n: int, seed: int = 0) -> dict:
     prompts = [world.sample_training_prompt(rng) for _ in range(n)]
     scenes = [world.sample_scene(p, seed + i) for i, p in enumerate(prompts)]
     rng = np.random.default_rng(seed)
-    stream = _timed(lambda i: world.render(world.sample_scene(world.sample_training_prompt(rng), seed + i)), n)
+    stream = time_calls(lambda i: world.render(world.sample_scene(world.sample_training_prompt(rng), seed + i)), n)
     rng = np.random.default_rng(seed)
-    prompt_rate = _timed(lambda i: world.sample_training_prompt(rng), n)
-    scene_rate = _timed(lambda i: world.sample_scene(prompts[i], seed + i), n)
-    render_rate = _timed(lambda i: world.render(scenes[i]), n)
+    prompt_rate = time_calls(lambda i: world.sample_training_prompt(rng), n).calls_per_second
+    scene_rate = time_calls(lambda i: world.sample_scene(prompts[i], seed + i), n).calls_per_second
+    render_rate = time_calls(lambda i: world.render(scenes[i]), n).calls_per_second
     n_batches = max(n // BATCH_SIZE, 1)
-    batch_rate = _timed(lambda i: world.training_batch(seed + i, BATCH_SIZE), n_batches)
+    batch_rate = time_calls(lambda i: world.training_batch(seed + i, BATCH_SIZE), n_batches).calls_per_second
     return {
         "n_scenes": n,
         "seed": seed,
-        "scenes_per_s": stream[0],
-        "scenes_per_cpu_s": stream[1],
-        "stages_per_s": {"sample_training_prompt": prompt_rate[0], "sample_scene": scene_rate[0], "render": render_rate[0]},
-        "training_batch_images_per_s": batch_rate[0] * BATCH_SIZE,
+        "scenes_per_s": stream.calls_per_second,
+        "scenes_per_cpu_s": stream.calls_per_cpu_second,
+        "stages_per_s": {"sample_training_prompt": prompt_rate, "sample_scene": scene_rate, "render": render_rate},
+        "training_batch_images_per_s": batch_rate * BATCH_SIZE,
         "target_scenes_per_s": TARGET_SCENES_PER_S,
-        "meets_target": stream[1] >= TARGET_SCENES_PER_S,  # judged on CPU time: the machine is shared
+        "meets_target": stream.calls_per_cpu_second >= TARGET_SCENES_PER_S,  # judged on CPU time: the machine is shared
     }
 
 
