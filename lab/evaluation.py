@@ -10,7 +10,6 @@ per prompt; every model is therefore judged on the same noise.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -44,32 +43,13 @@ def evaluate_pipeline(
     return report, images
 
 
-def markdown_table(reports: dict[str, geneval.Report]) -> str:
-    """A markdown table: one column per report (e.g. GenEval-mini full, novel), one row per task."""
-    tasks = [t for t in world.TASKS if any(t in r.task_accuracy for r in reports.values())]
-    head = "| task | " + " | ".join(reports) + " |\n|---|" + "---:|" * len(reports) + "\n"
-    rows = []
-    for t in tasks:
-        cells = [f"{r.task_accuracy[t]:.3f}" if t in r.task_accuracy else "–" for r in reports.values()]
-        rows.append(f"| {t} | " + " | ".join(cells) + " |")
-    rows.append("| **overall** | " + " | ".join(f"**{r.overall:.3f}**" for r in reports.values()) + " |")
-    intervals = [r.interval().overall_interval for r in reports.values()]
-    rows.append("| 95% interval (bootstrap over prompts and images) | " + " | ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in intervals) + " |")
-    return head + "\n".join(rows) + "\n"
-
-
-def write_model_card(path: str | Path, name: str, summary: str, reports: dict[str, geneval.Report],
-                     reproduce: str, details: dict) -> Path:
-    """Writes a model card (README.md in the pipeline directory) with its GenEval-mini table."""
-    from lab.provenance import git_commit
-
-    lines = [f"# {name}", "", summary, "", "## GenEval-mini", "", markdown_table(reports), "",
-             "## Reproduce", "", "```bash", reproduce, "```", "", "## Details", ""]
-    lines += [f"- **{k}**: {v}" for k, v in details.items()]
-    lines += [f"- **lab commit**: {git_commit()}", ""]
-    path = Path(path)
-    path.write_text("\n".join(lines))
-    return path
+def evenly_spaced_prompts(prompts: str, limit: int = 0) -> list[world.Prompt]:
+    """The stored prompt set `prompts`, or `limit` evenly spaced prompts of it (the sets are
+    grouped by task, so these cover every task); `limit` 0 (or the set's size or more) = all."""
+    prompt_set = world.load_prompts(prompts)
+    if limit <= 0 or limit >= len(prompt_set):
+        return prompt_set
+    return [prompt_set[i] for i in np.linspace(0, len(prompt_set) - 1, limit).round().astype(int)]
 
 
 def autoencoder_fidelity(vae, num_images: int = 512, seed: int = 0, prompts: str = "full") -> geneval.Report:

@@ -278,10 +278,10 @@ def reliability_markdown(metrics: dict) -> str:
 def write_card(out: Path, cfg: JudgeTrainConfig, metrics: dict, params: int, train_pairs: int, val_pairs: int) -> None:
     """The judge's model card: what it is, what it learned from, and its held-out agreement with
     the evaluator (pairs of held-out generated images with their own and confusable prompts)."""
-    models = ", ".join(f"{m} ({n} samples)" for m, n in zip(cfg.sample_models, cfg.samples_per_model))
-    text = f"""# The lab's judge
+    from lab.zoo import write_model_card
 
-A tiny LLaVA (CLIP vision tower + Llama decoder, {params / 1e6:.2f}M parameters, `{cfg.size}` size) that answers
+    models = ", ".join(f"{m} ({n} samples)" for m, n in zip(cfg.sample_models, cfg.samples_per_model))
+    summary = f"""A tiny LLaVA (CLIP vision tower + Llama decoder, {params / 1e6:.2f}M parameters, `{cfg.size}` size) that answers
 "{QUESTION_EXAMPLE}" with the next-token logits of "yes" and "no", as the VLM judge of SANA 1.5's best-of-N.
 It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` and
 `AutoProcessor.from_pretrained` load it without the lab; `lab.judge.load_judge("checkpoints/judge")` runs it.
@@ -292,18 +292,14 @@ It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` 
   {cfg.generated_fraction:.0%} of every batch from the generated samples.
 - {cfg.steps} steps x {cfg.batch_size} pairs, AdamW lr {cfg.lr} (cosine), class-balanced next-token cross-entropy.
 - Reproduce: `lab train-judge --config configs/judge.yaml --out checkpoints/judge` (`train_config.yaml`,
-  `train_log.jsonl` here).
-
-## Held-out agreement with the evaluator
-
-{val_pairs:,} pairs from the {cfg.holdout_fraction:.0%} of generated images held out of training:
+  `train_log.jsonl` here)."""
+    agreement = f"""{val_pairs:,} pairs from the {cfg.holdout_fraction:.0%} of generated images held out of training:
 
 {reliability_markdown(metrics)}
 
 Larger held-out sets (fresh seeds, and the novel colour-shape pairs): `lab bench judge` and the
-scaling notebook (`reports/scaling/`).
-"""
-    (Path(out) / "README.md").write_text(text)
+scaling notebook (`reports/scaling/`)."""
+    write_model_card(out, "The lab's judge", summary, {"Held-out agreement with the evaluator": agreement})
 
 
 def quick_config(cfg: JudgeTrainConfig) -> JudgeTrainConfig:

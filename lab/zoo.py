@@ -8,6 +8,10 @@ plus `train_config.yaml`, `train_log.jsonl`, `geneval_<prompt set>.json` (per-im
 README.md model card, and — for a model trained on from a grown or pruned one — the `growth.json`
 or `pruning.json` record naming the model it came from. `training_cost` follows those records
 back to the first model trained from scratch.
+
+Also here: model cards (`write_model_card`, for the judge too), and the starts of runs that no
+trained model precedes — an untrained stand-in for quick runs (`stand_in_dir`) and a trained
+model's components around a fresh transformer (`fresh_pipeline_dir`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ CHECKPOINTS = REPO_ROOT / "checkpoints"
 LINEAGE_RECORDS = ("growth.json", "pruning.json")  # written by lab grow / lab prune; "source" names the parent
 DEPTH_SEPARATOR = "@"  # `L@12`: the model L pruned to 12 blocks on load
 IMPORTANCE_TABLE = "importance.json"  # the block ranking shipped beside a deep model (lab.pruning.ImportanceTable)
+MODEL_CARD = "README.md"  # the model card inside a pipeline directory
+STAND_IN_SIZE = "tiny-4"  # lab.model.SIZES entry of quick runs' untrained stand-in for a trained model
+STAND_IN_VAE = "tiny"  # lab.model.VAE_SIZES entry of its autoencoder
 
 
 @dataclass(frozen=True)
@@ -105,10 +112,11 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
                prompt_sets: tuple[str, ...] = ("full", "novel"), images_per_prompt: int = 4) -> dict:
     """Copies `run_dir/pipeline` with its config and log to `dest`, evaluates GenEval-mini on each
     prompt set and writes `geneval_<set>.json` and the model card. Returns {set: overall}."""
-    from lab.evaluation import evaluate_pipeline, write_model_card
+    from lab.evaluation import evaluate_pipeline
     from lab.geneval import write_report
     from lab.model import load_pipeline
     from lab.runlog import read_log
+    from lab.sampling import SamplerConfig
 
     run_dir, dest = Path(run_dir), Path(dest)
     if not (run_dir / "pipeline" / "model_index.json").is_file():
@@ -126,6 +134,7 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
             shutil.copy2(record, tmp / record.name)
         for s, r in reports.items():
             write_report(r, tmp / f"geneval_{s}.json", model=name, prompts=s, images_per_prompt=images_per_prompt)
+        sampler = SamplerConfig()  # evaluate_pipeline's
         details = {
             "transformer": f"{pipe.transformer.config.num_layers} blocks, width "
                            f"{pipe.transformer.config.num_attention_heads * pipe.transformer.config.attention_head_dim}, "
@@ -133,10 +142,11 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
             "training": f"{log[-1]['step']} steps, final loss {log[-1]['loss']:.4f} "
                         f"(mean of last 100: {sum(r['loss'] for r in log[-100:]) / len(log[-100:]):.4f})",
             "evaluation": f"{images_per_prompt} image{'s' if images_per_prompt > 1 else ''} per prompt, seeds 0.., "
-                          "20 DPM-Solver steps, CFG 4.5",
+                          f"{sampler.steps} DPM-Solver steps, CFG {sampler.guidance_scale}",
         }
-        write_model_card(tmp / "README.md", name, summary, {f"GenEval-mini {s}": r for s, r in reports.items()},
-                         reproduce, details)
+        sections = {"GenEval-mini": geneval_table({f"GenEval-mini {s}": r for s, r in reports.items()}),
+                    "Reproduce": f"```bash\n{reproduce}\n```", "Details": details_list(details)}
+        write_model_card(tmp, name, summary, sections)
     return {s: r.overall for s, r in reports.items()}
 
 
@@ -147,13 +157,13 @@ def rescore(model_dir: str | Path, prompt_sets: tuple[str, ...] = ("full", "nove
     Returns {set: {"before": overall or None, "after": overall, "interval": (lo, hi)}}."""
     import json
 
-    from lab.evaluation import evaluate_pipeline, markdown_table
+    from lab.evaluation import evaluate_pipeline
     from lab.geneval import write_report
     from lab.model import load_pipeline
     from lab.provenance import git_commit
 
     model_dir = Path(model_dir)
-    card = model_dir / "README.md"
+    card = model_dir / MODEL_CARD
     if not card.is_file() or "## GenEval-mini" not in card.read_text() or "## Reproduce" not in card.read_text():
         raise ValueError(f"{card} is not a model card with '## GenEval-mini' and '## Reproduce' sections")
     pipe = load_pipeline(model_dir)
@@ -175,8 +185,88 @@ def rescore(model_dir: str | Path, prompt_sets: tuple[str, ...] = ("full", "nove
             f"never counted) at lab commit {git_commit()}, {images_per_prompt} images per prompt; the interval "
             f"is a 95% bootstrap over prompts and images. Before re-scoring: {was}.")
     tail = re.sub(r"- \*\*evaluation\*\*: \d+ images? per prompt", f"- **evaluation**: {images_per_prompt} images per prompt", tail)
-    card.write_text(f"{head}## GenEval-mini\n\n{markdown_table(reports)}\n{note}\n\n{tail}")
+    card.write_text(f"{head}## GenEval-mini\n\n{geneval_table(reports)}\n{note}\n\n{tail}")
     return out
+
+
+# --- model cards ---------------------------------------------------------------------------------------
+
+
+def geneval_table(reports: dict) -> str:
+    """Markdown of `lab.geneval.Report`s: one column per report (e.g. GenEval-mini full, novel), one
+    row per task, then the overall score and its 95% bootstrap interval."""
+    from lab import world
+
+    tasks = [t for t in world.TASKS if any(t in r.task_accuracy for r in reports.values())]
+    head = "| task | " + " | ".join(reports) + " |\n|---|" + "---:|" * len(reports) + "\n"
+    rows = []
+    for t in tasks:
+        cells = [f"{r.task_accuracy[t]:.3f}" if t in r.task_accuracy else "–" for r in reports.values()]
+        rows.append(f"| {t} | " + " | ".join(cells) + " |")
+    rows.append("| **overall** | " + " | ".join(f"**{r.overall:.3f}**" for r in reports.values()) + " |")
+    intervals = [r.interval().overall_interval for r in reports.values()]
+    rows.append("| 95% interval (bootstrap over prompts and images) | " + " | ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in intervals) + " |")
+    return head + "\n".join(rows) + "\n"
+
+
+def details_list(details: dict) -> str:
+    """Markdown bullets `- **key**: value`, ending with the lab commit that wrote them."""
+    from lab.provenance import git_commit
+
+    return "\n".join([f"- **{k}**: {v}" for k, v in details.items()] + [f"- **lab commit**: {git_commit()}"])
+
+
+def write_model_card(directory: str | Path, name: str, summary: str, sections: dict[str, str]) -> Path:
+    """Writes the model card `directory/README.md`: `# name`, the summary, then one `## heading`
+    per entry of `sections` (heading -> markdown). Returns its path."""
+    lines = [f"# {name}", "", summary, ""]
+    for heading, text in sections.items():
+        lines += [f"## {heading}", "", text, ""]
+    path = Path(directory) / MODEL_CARD
+    path.write_text("\n".join(lines))
+    return path
+
+
+# --- starts of runs ----------------------------------------------------------------------------------
+
+
+def stand_in_dir(directory: str | Path, size: str = STAND_IN_SIZE, seed: int = 0) -> Path:
+    """An untrained tiny pipeline (`size` of lab.model.SIZES, the tiny VAE) saved to
+    `directory/source`: what quick runs use where no trained model exists. Returns its path."""
+    import torch
+
+    from lab.model import build_pipeline, build_vae, quiet_hub_logging
+
+    quiet_hub_logging()
+    torch.manual_seed(seed)
+    pipe = build_pipeline(size, vae=build_vae(STAND_IN_VAE))
+    path = Path(directory) / "source"
+    with atomic_directory(path) as tmp:
+        pipe.save_pretrained(tmp)
+    return path
+
+
+def fresh_pipeline_dir(source: str | Path, out: str | Path, num_layers: int, seed: int = 0) -> Path:
+    """The start of a from-scratch run beside a trained model: the tokenizer, text encoder, VAE and
+    scheduler of the pipeline in `source` with a freshly initialised transformer of its shape and
+    `num_layers` blocks, saved to `out` atomically. Returns `out`."""
+    import torch
+    from diffusers import SanaPipeline, SanaTransformer2DModel
+
+    from lab.model import load_pipeline
+
+    pipe = load_pipeline(source)
+    torch.manual_seed(seed)
+    fresh = SanaTransformer2DModel.from_config({**pipe.transformer.config, "num_layers": num_layers})
+    pipe = SanaPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
+                        transformer=fresh, scheduler=pipe.scheduler)
+    out = Path(out)
+    with atomic_directory(out) as tmp:
+        pipe.save_pretrained(tmp)
+    return out
+
+
+# --- lineage -----------------------------------------------------------------------------------------
 
 
 def _init_from(config: Path) -> Path | None:
