@@ -135,6 +135,15 @@ def _save_figure(fig, out: Path, **kwargs) -> None:
 # --- commands --------------------------------------------------------------------------------------
 
 
+def _sampler(args: argparse.Namespace):
+    """The `lab.sampling.SamplerConfig` of --steps, --cfg and --batch-size; those not given keep
+    its defaults (SANA's), which live only there."""
+    from lab.sampling import SamplerConfig
+
+    given = {"steps": args.steps, "guidance_scale": args.cfg, "batch_size": getattr(args, "batch_size", None)}
+    return SamplerConfig(**{k: v for k, v in given.items() if v is not None})
+
+
 def _bench(args: argparse.Namespace) -> None:
     from lab import bench
 
@@ -171,20 +180,19 @@ def _best_of_n(args: argparse.Namespace) -> None:
     from lab import plots
     from lab.geneval import evaluate_image
     from lab.judge import load_judge
-    from lab.sampling import SamplerConfig
     from lab.scaling import best_of_n
     from lab.zoo import resolve_model
 
     judge = _usage(load_judge, args.judge)
-    result = best_of_n(resolve_model(args.model), args.prompt, args.n, judge, args.select, args.seed,
-                       SamplerConfig(args.steps, args.cfg))
+    sampler = _sampler(args)
+    result = best_of_n(resolve_model(args.model), args.prompt, args.n, judge, args.select, args.seed, sampler)
     verdicts = [evaluate_image(x, args.prompt) for x in result.images]
     order = result.ranking
     captions = [f"#{r + 1} P(yes)={result.scores.p_yes[i]:.2f}" for r, i in enumerate(order)]
     fig = plots.image_grid(result.images[order], captions, [verdicts[i] for i in order],
                            title=f"{args.prompt!r}: best of {args.n} by {judge.name} ({args.select})",
-                           stamp={"model": args.model, "judge": judge.name, "seed": args.seed, "steps": args.steps,
-                                  "cfg": args.cfg})
+                           stamp={"model": args.model, "judge": judge.name, "seed": args.seed, "steps": sampler.steps,
+                                  "cfg": sampler.guidance_scale})
     fig.savefig(args.out)
     w = result.winner
     print(f"winner: candidate {w} (seed {result.seeds[w]}), P(yes) {result.scores.p_yes[w]:.3f}, evaluator "
@@ -222,13 +230,15 @@ def _train(args: argparse.Namespace) -> None:
 
 def _generate(args: argparse.Namespace) -> None:
     from lab import plots
-    from lab.sampling import SamplerConfig, candidate_seeds, generate
+    from lab.sampling import candidate_seeds, generate
     from lab.zoo import resolve_model
 
     pipe = resolve_model(args.model)
     seeds = candidate_seeds(args.seed, args.n)
-    images = generate(pipe, [args.prompt] * args.n, seeds, SamplerConfig(args.steps, args.cfg), step_progress=True)
-    stamp = {"model": args.model, "prompt": args.prompt, "steps": args.steps, "cfg": args.cfg, "seed": args.seed}
+    sampler = _sampler(args)
+    images = generate(pipe, [args.prompt] * args.n, seeds, sampler, step_progress=True)
+    stamp = {"model": args.model, "prompt": args.prompt, "steps": sampler.steps, "cfg": sampler.guidance_scale,
+             "seed": args.seed}
     fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], title=args.prompt, stamp=stamp)
     _save_figure(fig, args.out, dpi=args.dpi)
 
@@ -258,18 +268,17 @@ def _geneval_evaluate(args: argparse.Namespace) -> None:
 def _evaluate(args: argparse.Namespace) -> None:
     from lab.evaluation import evaluate_pipeline
     from lab.geneval import save_samples, write_report
-    from lab.sampling import SamplerConfig
     from lab.zoo import resolve_model
 
     pipe = resolve_model(args.model)
-    sampler = SamplerConfig(args.steps, args.cfg, args.batch_size)
+    sampler = _sampler(args)
     report, images = evaluate_pipeline(pipe, args.prompts, args.images_per_prompt, sampler, args.seed)
     print(report.table())
     if args.samples:
         print(f"wrote {save_samples(images, report.prompt_indices, args.samples, prompt_set=args.prompts)}")
     if args.out:
         write_report(report, args.out, model=args.model, prompts=args.prompts, images_per_prompt=args.images_per_prompt,
-                     steps=args.steps, cfg=args.cfg, seed=args.seed)
+                     steps=sampler.steps, cfg=sampler.guidance_scale, seed=args.seed)
         print(f"wrote {args.out}")
 
 
@@ -314,10 +323,12 @@ def _prune(args: argparse.Namespace) -> None:
     from lab import pruning, world
     from lab.checkpoint import RUN_RECORD, atomic_directory, claim_output_dir
     from lab.config import load_config
+    from lab.sampling import SamplerConfig
     from lab.train import TrainConfig, train
     from lab.zoo import model_spec, resolve_model
 
     out = args.out
+    timesteps = args.timesteps if args.timesteps is not None else SamplerConfig.steps  # the sampler's steps
     _usage(pruning.check_method, args.by)
     _usage(pruning.check_depth, model_spec(args.model).source_layers, args.depth)  # before loading anything
     cfg = None
@@ -325,7 +336,7 @@ def _prune(args: argparse.Namespace) -> None:
         cfg = _usage(load_config, TrainConfig, args.finetune_config, init_from=str(out / "pruned"),
                      steps=args.finetune_steps)
     wanted = {"command": "prune", "model": args.model, "depth": args.depth, "by": args.by, "seed": args.seed,
-              "prompts": args.prompts, "timesteps": args.timesteps, "finetune_steps": args.finetune_steps,
+              "prompts": args.prompts, "timesteps": timesteps, "finetune_steps": args.finetune_steps,
               "importance": str(args.importance or ""), "finetune_config": str(args.finetune_config)}
     recorded = json.loads((out / RUN_RECORD).read_text()) if (out / RUN_RECORD).is_file() else None
     same = _usage(claim_output_dir, out, recorded, wanted, args.overwrite)
@@ -338,13 +349,14 @@ def _prune(args: argparse.Namespace) -> None:
             if args.by == "importance" and args.importance:
                 table = pruning.ImportanceTable.load(args.importance)
             elif args.by == "importance":
-                table = pruning.block_importance(pipe, world.load_prompts(args.prompts), args.timesteps,
+                table = pruning.block_importance(pipe, world.load_prompts(args.prompts), timesteps,
                                                  seed=args.seed, source=args.model, progress=True)
                 table.save(tmp / "importance.json")
-            keep = pruning.select_blocks(pruning.num_blocks(pipe.transformer), args.depth, args.by, table, args.seed)
-            pruning.save_pruned(pipe, keep, tmp / "pruned", {"source": args.model, "by": args.by, "seed": args.seed})
+            pruning.prune_pipeline_dir(pipe, tmp / "pruned", args.depth, args.by, table, args.seed,
+                                       {"source": args.model})
             (tmp / RUN_RECORD).write_text(json.dumps(wanted, indent=2) + "\n")
-        print(f"wrote {out / 'pruned'} (kept blocks {keep})")
+        kept = json.loads((out / "pruned" / pruning.PRUNING_RECORD).read_text())["kept_blocks"]
+        print(f"wrote {out / 'pruned'} (kept blocks {kept})")
     if cfg is not None:
         print(f"fine-tuned: {train(cfg, out, resume=not args.restart)}")
 
@@ -416,8 +428,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive, default=16, help="candidates (1 to lab.scaling.MAX_CANDIDATES)")
     p.add_argument("--judge", default="checkpoints/judge", help="judge directory (any transformers VLM) or 'oracle'")
     p.add_argument("--select", default="tournament", choices=["tournament", "topk", "score"])
-    p.add_argument("--steps", type=positive, default=20)
-    p.add_argument("--cfg", type=guidance, default=4.5)
+    p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
+    p.add_argument("--cfg", type=guidance, help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", type=_figure_file, default="best_of_n.png", help="figure of the ranked candidates")
 
@@ -426,8 +438,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="SanaPipeline directory or shipped name: S, L, L@12 (L pruned to 12 blocks)")
     p.add_argument("--prompt", type=_prompt_text, required=True)
     p.add_argument("--n", type=positive, default=16, help="candidates (>= 1); candidate i uses seed + i")
-    p.add_argument("--steps", type=positive, default=20, help="denoising steps (>= 1)")
-    p.add_argument("--cfg", type=guidance, default=4.5, help="classifier-free guidance scale (>= 0; <= 1: none)")
+    p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
+    p.add_argument("--cfg", type=guidance, help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=positive, default=100)
     p.add_argument("-o", "--out", type=_figure_file, default="grid.png", help="figure (missing folders are created)")
@@ -472,9 +484,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=_model, required=True, help="SanaPipeline directory or shipped name (S, L, L@12)")
     p.add_argument("--prompts", type=_prompt_set, default="full", help="quick, full, novel or a GenEval-style .jsonl")
     p.add_argument("--images-per-prompt", type=positive, default=4)
-    p.add_argument("--steps", type=positive, default=20)
-    p.add_argument("--cfg", type=guidance, default=4.5)
-    p.add_argument("--batch-size", type=positive, default=64)
+    p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
+    p.add_argument("--cfg", type=guidance, help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)")
+    p.add_argument("--batch-size", type=positive, help="images per pipeline call (default: lab.sampling.SamplerConfig's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--samples", type=_writable_target,
                    help="also save the images (.npz, read by `lab geneval evaluate`, or a folder of PNGs)")
@@ -510,7 +522,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--by", default="importance", help="importance (the paper's), last, uniform or random")
     p.add_argument("--importance", type=_existing_file, help="a stored importance table (JSON) instead of measuring one")
     p.add_argument("--prompts", type=_prompt_set, default="quick", help="calibration prompt set: quick, full, novel or a .jsonl")
-    p.add_argument("--timesteps", type=positive, default=20, help="sampling steps the importance is measured at")
+    p.add_argument("--timesteps", type=positive,
+                   help="sampling steps the importance is measured at (default: the sampler's, lab.sampling.SamplerConfig)")
     p.add_argument("--seed", type=int, default=0, help="noise seed of the calibration runs; the draw of --by random")
     p.add_argument("--finetune-steps", type=non_negative, default=0, help="recovery fine-tune steps (the paper: 100); 0 = none")
     p.add_argument("--finetune-config", type=_existing_file, default="configs/prune_finetune.yaml",

@@ -55,8 +55,8 @@ class DemoConfig:
     batch_size: int = 8  # candidates per later call: the fastest per image for S on 2 CPU cores
     max_n: int = 64  # the N slider's top
     n: int = 8  # default N
-    steps: int = 20  # SANA's Flow-DPM-Solver default
-    guidance_scale: float = 4.5  # SANA's CFG default
+    steps: int = SamplerConfig.steps  # the sampler's default (SANA's Flow-DPM-Solver)
+    guidance_scale: float = SamplerConfig.guidance_scale  # the sampler's default (SANA's CFG)
     seed: int = 0
     examples_per_task: int = 3  # example prompts shown per GenEval task
     cached_depths: int = 8  # pruned pipelines kept (least recently used go first): memory stays bounded

@@ -20,12 +20,11 @@ import torch
 
 from lab import plots
 from lab.model import unknown_prompt_words
-from lab.pruning import DEFAULT_GUIDANCE, ImportanceTable, trace_blocks
+from lab.pruning import DEFAULT_GUIDANCE, DEFAULT_TIMESTEPS, ImportanceTable, trace_blocks
 
 IMAGE_SCALE = 3  # the 64x64 images are shown 3x larger, pixels kept sharp
 CURVE_SIZE = (5.0, 3.0)  # inches
 CURVE_MARGIN = 0.02  # y-axis headroom around the similarities of a prompt's whole run
-DEFAULT_STEPS = 20
 
 
 def decode_latents(pipe, latents: torch.Tensor) -> np.ndarray:
@@ -60,7 +59,7 @@ class BlockExplorer:
     conditional branch at that step), `image` (Image: the denoised estimate x0 at that step),
     `final` (Image: the generated image), `status` (HTML). `widget` holds them all."""
 
-    def __init__(self, pipe, prompts: Sequence[str], timesteps: int = DEFAULT_STEPS,
+    def __init__(self, pipe, prompts: Sequence[str], timesteps: int = DEFAULT_TIMESTEPS,
                  guidance_scale: float = DEFAULT_GUIDANCE, seed: int = 0, reference: ImportanceTable | None = None):
         import ipywidgets as w
 

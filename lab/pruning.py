@@ -2,6 +2,7 @@
 
     table = block_importance(pipe, prompts, timesteps=20)     # blocks x timesteps, plus the mean
     small = prune_depth(pipe.transformer, 12, by="importance", importance=table)
+    prune_pipeline_dir("checkpoints/L", "runs/L12", 12, importance=table)   # a complete pipeline on disk
     table.save("importance.json"); pipe = load_pruned("checkpoints/L", 12, "importance.json")
 
 A block's importance is how much it changes its input: BI_i = 1 - cos(h_in, h_out), the cosine
@@ -29,13 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from lab.model import text_max_length
-from lab.sampling import candidate_seeds, human_instruction, native_resolution
+from lab.sampling import SamplerConfig, candidate_seeds, human_instruction, native_resolution
 
 METHODS = ("importance", "last", "uniform", "random")  # how prune_depth picks the blocks to keep
 BRANCHES = ("both", "cond")  # CFG rows averaged: both halves of the batch, or the conditional one
-DEFAULT_TIMESTEPS = 20  # SANA's sampler: Flow-DPM-Solver, 20 steps
-DEFAULT_GUIDANCE = 4.5  # SANA's CFG scale
-DEFAULT_BATCH = 64  # prompts per forward pass (x2 with CFG)
+# The sampling run the importance is measured in: the sampler's defaults (SANA's), `timesteps` =
+# its steps and a batch of prompts per forward pass (x2 with CFG).
+DEFAULT_TIMESTEPS, DEFAULT_GUIDANCE, DEFAULT_BATCH = SamplerConfig.steps, SamplerConfig.guidance_scale, SamplerConfig.batch_size
 COSINE_EPS = 1e-8  # guards all-zero tokens in the cosine
 
 
@@ -403,6 +404,20 @@ def save_pruned(pipe, keep: Sequence[int], out: str | Path, record: dict | None 
         small.save_pretrained(tmp)
         (tmp / PRUNING_RECORD).write_text(json.dumps(portable(info), indent=2) + "\n")
     return Path(out)
+
+
+def prune_pipeline_dir(source, out: str | Path, depth: int, by: str = "importance",
+                       importance: ImportanceTable | None = None, seed: int = 0, record: dict | None = None) -> Path:
+    """Prunes the SanaPipeline `source` (a directory, or a pipeline already loaded) to `depth`
+    blocks chosen by `by` (see `select_blocks`) and saves the complete pruned pipeline to `out`
+    atomically, with `pruning.json` recording the kept blocks, `by`, `seed`, the source (a loaded
+    pipeline: give its name in `record["source"]`) and the rest of `record`. Returns `out`."""
+    from lab.model import load_pipeline
+
+    pipe = load_pipeline(source) if isinstance(source, str | Path) else source
+    keep = select_blocks(num_blocks(pipe.transformer), depth, by, importance, seed)
+    named = {"source": str(source)} if isinstance(source, str | Path) else {}
+    return save_pruned(pipe, keep, out, {**named, "by": by, "seed": seed, **(record or {})})
 
 
 def load_pruned(pipeline_dir: str | Path, depth: int, ranking: str | Path | ImportanceTable | None = None,

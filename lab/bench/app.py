@@ -28,16 +28,16 @@ from pathlib import Path
 
 from lab.judge import DEFAULT_JUDGE
 from lab.provenance import REPO_ROOT, repo_path, write_json
+from lab.sampling import SamplerConfig
 
 STARTUP_TIMEOUT_S = 300  # loading torch, diffusers and the first model on a busy CPU
 READY_TIMEOUT_S = 30  # one page request while the server starts (a busy CPU serves it slowly)
 POLL_S = 0.02  # how often a client looks for new outputs or its queue position
-FULL = {"clients": 20, "n": 4, "steps": 20, "best_of": 16, "best_of_repeats": 3, "depth_n": 8, "depth_repeats": 3,
+FULL = {"clients": 20, "n": 4, "steps": SamplerConfig.steps, "best_of": 16, "best_of_repeats": 3, "depth_n": 8, "depth_repeats": 3,
         "deadline_s": 900}
 QUICK = {"clients": 3, "n": 2, "steps": 2, "best_of": 4, "best_of_repeats": 1, "depth_n": 2, "depth_repeats": 1,
          "deadline_s": 300}
 GOALS = {"best_of_16_s": 12.0, "first_candidate_s": 2.0, "depth_time_ratio_over_block_ratio": "t(d/2)/t(d) <= 1"}
-CFG = 4.5
 PERCENTILE_95 = 0.95
 JUDGE_SIZE = "lab"  # lab.judge_train.JUDGE_SIZES entry of the judge the app ships with
 
@@ -107,7 +107,7 @@ def timed_run(client, prompt: str, model: str, depth: int, n: int, steps: int, j
     """One best-of-N through the API: seconds to the first streamed candidates and to the end, the
     longest queue seen, and the run's own compute figures."""
     start = time.perf_counter()
-    job = client.submit(prompt, model, depth, n, steps, CFG, seed, judge, api_name="/best_of_n")
+    job = client.submit(prompt, model, depth, n, steps, SamplerConfig.guidance_scale, seed, judge, api_name="/best_of_n")
     first, queue = None, 0
     while not job.done():
         status = job.status()

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="S", help="the generator whose samples are judged (lab.zoo spec)")
     parser.add_argument("--per-prompt", type=int, default=2, help="images per quick-set prompt")
     parser.add_argument("--limit", type=int, default=0, help="prompts per set (0 = all)")
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps of the samples")
+    parser.add_argument("--steps", type=int, default=SamplerConfig.steps, help="denoising steps of the samples")
     parser.add_argument("--cache", default="runs/bench_judge", help="where generated samples are kept")
     parser.add_argument("--quick", action="store_true", help="12 prompts per set, 1 image each, 4 steps")
     parser.add_argument("--out", default="reports/bench/judge.json")

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(prog="lab bench sample", description=__doc__)
     ap.add_argument("--model", default="checkpoints/S", help="pipeline dir (an untrained S if absent: same speed)")
     ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=SamplerConfig.steps)
     ap.add_argument("--repeats", type=int, default=3, help="best-of-N repetitions (each is 1 + N pipeline calls)")
     ap.add_argument("--attention-repeats", type=int, default=10, help="forward passes timed per (size, attention)")
     ap.add_argument("--quick", action="store_true", help="tiny model, 4 candidates, 4 steps")

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--model", default="S", help="lab.zoo spec of the generator")
     parser.add_argument("--judge", default="checkpoints/judge", help="judge directory or 'oracle'")
     parser.add_argument("--n", type=int, default=16)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=SamplerConfig.steps)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="N = 4, 2 steps, 1 repeat")
     parser.add_argument("--out", default="reports/bench/scaling.json")
