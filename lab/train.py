@@ -90,6 +90,7 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     text_max_length: int = 16  # prompt tokens (world prompts are <= 12 with BOS)
+    task_weights: tuple[float, ...] = ()  # relative share of each world.TASKS in the data; () = uniform
     data_workers: int | None = None  # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
 
     @property
@@ -182,7 +183,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         m.train()
     bar = tqdm(initial=start, total=cfg.steps, desc="train", disable=not (progress and acc.is_main_process))
     batches = training_batches(cfg.seed, cfg.batch_size, start, cfg.steps, acc.process_index, cfg.data_workers,
-                               int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)))
+                               int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)),
+                               task_weights=cfg.task_weights)
     with GracefulInterrupt() as interrupt:
         for step, (prompts, pixels) in batches:
             lr = lr_at(step, cfg)

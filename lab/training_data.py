@@ -36,14 +36,18 @@ class TrainingBatches(torch.utils.data.Dataset):
     """Map-style dataset over steps: item `step` is (prompts, pixels) for process `rank`, with
     pixels (batch_size, 3, 64, 64) float in [-1, 1] (the pipeline's convention)."""
 
-    def __init__(self, seed: int, batch_size: int, rank: int = 0, world_config: world.WorldConfig = world.DEFAULT_WORLD):
+    def __init__(self, seed: int, batch_size: int, rank: int = 0, world_config: world.WorldConfig = world.DEFAULT_WORLD,
+                 task_weights: tuple[float, ...] = ()):
+        if task_weights:
+            world.task_probabilities(task_weights)  # fail here, not in a worker
         self.seed, self.batch_size, self.rank, self.world_config = seed, batch_size, rank, world_config
+        self.task_weights = tuple(task_weights)
 
     def __getitem__(self, step: int) -> tuple[list[str], torch.Tensor]:
         from lab.vae import images_to_tensor
 
         prompts, images = world.training_batch(stream_seed(self.seed, step, self.rank), self.batch_size,
-                                               self.world_config)
+                                               self.world_config, self.task_weights)
         return prompts, images_to_tensor(images)
 
 
@@ -64,14 +68,14 @@ def _ignore_sigint(_worker_id: int) -> None:
 
 def training_batches(seed: int, batch_size: int, start: int, stop: int, rank: int = 0, workers: int | None = None,
                      local_processes: int = 1, world_config: world.WorldConfig = world.DEFAULT_WORLD,
-                     ) -> Iterator[tuple[int, tuple[list[str], torch.Tensor]]]:
+                     task_weights: tuple[float, ...] = ()) -> Iterator[tuple[int, tuple[list[str], torch.Tensor]]]:
     """Yields (step, (prompts, pixels)) for steps start..stop-1 in order, rendered by `workers`
     DataLoader processes (0: inline; None: `default_workers(local_processes)`). Raises ValueError on
-    workers < 0."""
+    workers < 0. `task_weights`: the task mix (see `world.sample_training_prompt`; () = uniform)."""
     workers = default_workers(local_processes) if workers is None else workers
     if workers < 0:
         raise ValueError(f"workers must be >= 0 (0 renders in the training process), got {workers}")
-    dataset = TrainingBatches(seed, batch_size, rank, world_config)
+    dataset = TrainingBatches(seed, batch_size, rank, world_config, task_weights)
     if workers == 0:  # no DataLoader at all: nothing is rendered ahead, so a crash happens at its own step
         for step in range(start, stop):
             yield step, dataset[step]

@@ -26,3 +26,19 @@ def test_a_step_depends_on_seed_step_and_rank_only():
 def test_negative_workers_are_refused_with_the_accepted_range():
     with pytest.raises(ValueError, match="workers must be >= 0"):
         next(training_batches(0, 2, 0, 1, workers=-1))
+
+
+def test_a_task_mix_changes_the_share_of_tasks_and_the_default_stream_does_not_change():
+    from lab import world
+
+    uniform = TrainingBatches(seed=0, batch_size=8)[3][0]
+    assert uniform == world.training_batch(stream_seed(0, 3), 8)[0]  # () is the original stream
+    only_position = TrainingBatches(seed=0, batch_size=64, task_weights=(0, 0, 0, 0, 1, 0))[3][0]
+    assert all(world.parse_prompt(p).task == "position" for p in only_position)
+
+
+def test_a_bad_task_mix_is_refused_naming_the_tasks():
+    with pytest.raises(ValueError, match="one per task"):
+        TrainingBatches(seed=0, batch_size=2, task_weights=(1, 1))
+    with pytest.raises(ValueError, match="non-negative"):
+        TrainingBatches(seed=0, batch_size=2, task_weights=(1, 1, 1, 1, -1, 1))

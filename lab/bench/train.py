@@ -25,7 +25,6 @@ from lab.train import FlowConfig, flow_matching_loss
 from lab.training_data import stream_seed
 from lab.vae import images_to_tensor
 
-
 TRAINER_WARMUP_STEPS = 5  # trainer steps not timed: allocator warm-up, workers filling their queues
 
 
