@@ -15,7 +15,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import torch
 
 RUN_RECORD = "run.json"  # what a command wrote into its output directory: its arguments (see claim_output_dir)
@@ -84,15 +83,6 @@ def load_state(directory: Path) -> tuple[dict, dict]:
         raise ValueError(f"{directory} is not a training checkpoint: no state.json")
     opt = torch.load(directory / "optimizer.pt", map_location="cpu", weights_only=False)
     return opt, json.loads((directory / "state.json").read_text())
-
-
-DATA_STREAM, HOLDOUT_STREAM = 0, 1  # training data vs. held-out draws (calibration, validation)
-
-
-def stream_seed(seed: int, step: int, rank: int = 0, stream: int = DATA_STREAM) -> int:
-    """The data/noise seed of one training step on one process: a pure function, so a run resumed
-    at `step` draws exactly what an uninterrupted run would have drawn."""
-    return int(np.random.SeedSequence([seed, step, rank, stream]).generate_state(1, np.uint64)[0] >> 1)
 
 
 class GracefulInterrupt:

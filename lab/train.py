@@ -6,13 +6,15 @@
 The objective is SANA's (rectified flow, velocity target): x_t = (1 - s) x0 + s noise,
 target = noise - x0, s logit-normal then shifted; 10% of captions dropped to "" for CFG.
 Everything a step draws (scenes, noise, timesteps, dropout) comes from `stream_seed(seed, step,
-rank)`, so a run interrupted at any checkpoint and resumed gives bit-identical weights.
+rank)` (`lab.training_data`), so a run interrupted at any checkpoint and resumed gives bit-identical
+weights; scenes are rendered ahead in DataLoader workers where that helps (`data_workers`).
 Ctrl-C saves a checkpoint at the next step boundary before exiting.
 """
 
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,15 +22,12 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from lab import world
-from lab.checkpoint import GracefulInterrupt, atomic_directory, load_state, save_state, stream_seed
+from lab.checkpoint import GracefulInterrupt, atomic_directory, load_state, save_state
 from lab.config import config_dict, save_config
 from lab.model import build_pipeline, encode_text, load_pipeline, quiet_hub_logging
 from lab.runlog import RunLog
 from lab.schedule import lr_at
-from lab.vae import images_to_tensor
-
-NOISE_STREAM = 2  # stream id of noise/timestep/dropout draws (data uses DATA_STREAM)
+from lab.training_data import NOISE_STREAM, stream_seed, training_batches
 
 
 @dataclass(frozen=True)
@@ -91,6 +90,8 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 250
     text_max_length: int = 16  # prompt tokens (world prompts are <= 12 with BOS)
+    task_weights: tuple[float, ...] = ()  # relative share of each world.TASKS in the data; () = uniform
+    data_workers: int | None = None  # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
 
     @property
     def flow(self) -> FlowConfig:
@@ -180,19 +181,20 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
 
     for m in wrapped.values():
         m.train()
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc="train",
-               disable=not (progress and acc.is_main_process))
+    bar = tqdm(initial=start, total=cfg.steps, desc="train", disable=not (progress and acc.is_main_process))
+    batches = training_batches(cfg.seed, cfg.batch_size, start, cfg.steps, acc.process_index, cfg.data_workers,
+                               int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)),
+                               task_weights=cfg.task_weights)
     with GracefulInterrupt() as interrupt:
-        for step in bar:
+        for step, (prompts, pixels) in batches:
             lr = lr_at(step, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
-            prompts, images = world.training_batch(stream_seed(cfg.seed, step, acc.process_index), cfg.batch_size)
             gen = torch.Generator().manual_seed(stream_seed(cfg.seed, step, acc.process_index, NOISE_STREAM))
             drop = torch.rand(len(prompts), generator=gen) < cfg.caption_dropout
             prompts = ["" if d else p for p, d in zip(prompts, drop.tolist())]
             with torch.no_grad():
-                latents = vae.encode(images_to_tensor(images).to(acc.device)).latent * scale
+                latents = vae.encode(pixels.to(acc.device)).latent * scale
             with torch.set_grad_enabled(train_te):
                 embeds, mask = encode_text(tokenizer, wrapped.get("text_encoder", text_encoder), prompts, cfg.text_max_length)
             with acc.autocast():
@@ -206,12 +208,14 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
             if acc.is_main_process:
                 rec = log.step(step + 1, cfg.batch_size * acc.num_processes, loss=loss.item(), lr=lr,
                                grad_norm=float(grad_norm))
+                bar.update()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", ips=f"{rec['images_per_s']:.0f}")
             stop = interrupt.requested
             if (step + 1) % cfg.checkpoint_every == 0 or stop:
                 save_checkpoint(step + 1)
             if stop:
                 raise KeyboardInterrupt(f"interrupted; checkpoint saved at step {step + 1} in {ckpt}")
+    bar.close()
     if cfg.steps % cfg.checkpoint_every != 0 or not ckpt.is_dir():  # the loop saved the last step otherwise
         save_checkpoint(cfg.steps)
 

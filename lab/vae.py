@@ -17,11 +17,12 @@ import torch
 from tqdm.auto import tqdm
 
 from lab import world
-from lab.checkpoint import HOLDOUT_STREAM, GracefulInterrupt, atomic_directory, load_state, save_state, stream_seed
+from lab.checkpoint import GracefulInterrupt, atomic_directory, load_state, save_state
 from lab.config import config_dict, save_config
 from lab.model import VAESize, build_vae
 from lab.runlog import RunLog
 from lab.schedule import lr_at
+from lab.training_data import HOLDOUT_STREAM, stream_seed
 
 
 @dataclass(frozen=True)

@@ -240,9 +240,19 @@ def build_prompt_set(counts: dict[str, int], seed: int, novel: bool = False) -> 
     return out
 
 
-def sample_training_prompt(rng: np.random.Generator) -> Prompt:
-    """A uniformly random task, then a uniformly random prompt of it that names no held-out pair."""
-    task = TASKS[rng.integers(len(TASKS))]
+def task_probabilities(task_weights: tuple[float, ...]) -> np.ndarray:
+    """Relative weights per TASKS -> probabilities. Raises ValueError naming what is accepted."""
+    w = np.asarray(task_weights, dtype=np.float64)
+    if w.shape != (len(TASKS),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"task_weights must be {len(TASKS)} non-negative numbers, not all 0, one per task "
+                         f"{TASKS}; got {tuple(task_weights)}")
+    return w / w.sum()
+
+
+def sample_training_prompt(rng: np.random.Generator, task_weights: tuple[float, ...] = ()) -> Prompt:
+    """A random task (uniform, or by `task_weights`, relative, one per TASKS), then a uniformly
+    random prompt of it that names no held-out pair."""
+    task = TASKS[rng.choice(len(TASKS), p=task_probabilities(task_weights))] if task_weights else TASKS[rng.integers(len(TASKS))]
     if task == "color_attr":  # too many to enumerate per call: sample directly, reject held-out
         while True:
             a, b = rng.choice(len(SHAPES), 2, replace=False)
@@ -574,11 +584,12 @@ def render_prompt(prompt: Prompt | str, seed: int, world: WorldConfig = DEFAULT_
     return render(sample_scene(prompt, seed, world), world)
 
 
-def training_batch(seed: int, batch_size: int, world: WorldConfig = DEFAULT_WORLD) -> tuple[list[str], np.ndarray]:
+def training_batch(seed: int, batch_size: int, world: WorldConfig = DEFAULT_WORLD,
+                   task_weights: tuple[float, ...] = ()) -> tuple[list[str], np.ndarray]:
     """The training stream at one position: (prompts, images (B, 64, 64, 3) uint8), a pure function
-    of `seed` so an interrupted run that resumes at the same step sees the same data."""
+    of `seed` (and the task mix) so an interrupted run that resumes at the same step sees the same data."""
     rng = np.random.default_rng(seed)
-    prompts = [sample_training_prompt(rng) for _ in range(batch_size)]
+    prompts = [sample_training_prompt(rng, task_weights) for _ in range(batch_size)]
     seeds = rng.integers(0, 2**63 - 1, size=batch_size)
     images = np.stack([render(sample_scene(p, int(s), world), world) for p, s in zip(prompts, seeds)])
     return [p.text for p in prompts], images

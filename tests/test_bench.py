@@ -40,3 +40,20 @@ def test_bench_judge_reports_reliability_per_split(tiny_pipeline_dir, tmp_path):
     assert set(result["splits"]) == {"quick", "novel"}
     # the oracle is the evaluator: it agrees with itself on every image
     assert result["splits"]["quick"]["overall"]["accuracy"] == 1.0 and result["images_per_s"] > 0
+
+
+def test_bench_train_times_the_real_trainer_per_render_worker_count(tiny_vae_dir, tmp_path):
+    from lab.bench import train
+
+    result = train.main(["--quick", "--vae", str(tiny_vae_dir), "--repeats", "1", "--data-workers", "0", "1",
+                         "--trainer-steps", "7", "--out", str(tmp_path / "t.json")])
+    runs = result["trainer_by_data_workers"]
+    assert set(runs) == {"0", "1"} and runs["0"]["ratio_to_first"] == 1.0
+    assert all(r["images_per_s"] > 0 and r["steps_measured"] == 2 for r in runs.values())
+
+
+def test_bench_train_refuses_negative_worker_counts(tiny_vae_dir, tmp_path):
+    from lab.bench import train
+
+    with pytest.raises(SystemExit):
+        train.main(["--quick", "--data-workers", "-1", "--out", str(tmp_path / "t.json")])

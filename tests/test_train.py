@@ -32,28 +32,35 @@ def test_interrupted_and_resumed_run_gives_the_same_weights_as_an_uninterrupted_
     cfg = tiny_config(tiny_vae_dir)
     train(cfg, tmp_path / "straight", progress=False)
 
-    import lab.train as lab_train
+    from lab import world
 
     class Crash(Exception):
         pass
 
-    real_batch = lab_train.world.training_batch
+    real_batch = world.training_batch
     calls = []
 
-    def crash_at_step_3(seed, batch_size):
+    def crash_at_step_3(seed, batch_size, *args):
         calls.append(seed)
         if len(calls) == 3:  # the checkpoint of step 2 is on disk; step 3 dies mid-way
             raise Crash
-        return real_batch(seed, batch_size)
+        return real_batch(seed, batch_size, *args)
 
-    monkeypatch.setattr(lab_train.world, "training_batch", crash_at_step_3)
+    monkeypatch.setattr(world, "training_batch", crash_at_step_3)
     with pytest.raises(Crash):
         train(cfg, tmp_path / "resumed", progress=False)
-    monkeypatch.setattr(lab_train.world, "training_batch", real_batch)
+    monkeypatch.setattr(world, "training_batch", real_batch)
     state = json.loads((tmp_path / "resumed" / "checkpoint" / "state.json").read_text())
     assert state["step"] == 2
     train(cfg, tmp_path / "resumed", progress=False)
     a, b = transformer_weights(tmp_path / "straight"), transformer_weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_rendering_in_worker_processes_gives_the_same_weights_as_rendering_inline(tiny_vae_dir, tmp_path):
+    train(tiny_config(tiny_vae_dir, data_workers=0), tmp_path / "inline", progress=False)
+    train(tiny_config(tiny_vae_dir, data_workers=2), tmp_path / "workers", progress=False)
+    a, b = transformer_weights(tmp_path / "inline"), transformer_weights(tmp_path / "workers")
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
@@ -98,16 +105,18 @@ def test_flow_matching_loss_is_zero_for_a_perfect_velocity_predictor():
     assert loss.item() < 1e-10
 
 
-def test_ctrl_c_saves_a_checkpoint_at_a_step_boundary(tiny_vae_dir, tmp_path):
-    cfg = tiny_config(tiny_vae_dir, steps=10_000, checkpoint_every=10_000)
+@pytest.mark.parametrize("workers", [0, 2])
+def test_ctrl_c_saves_a_checkpoint_at_a_step_boundary(tiny_vae_dir, tmp_path, workers):
+    cfg = tiny_config(tiny_vae_dir, steps=10_000, checkpoint_every=10_000, data_workers=workers)
     (tmp_path / "cfg.yaml").write_text(json.dumps({k: v for k, v in cfg.__dict__.items()}))
     proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "train", "--config", str(tmp_path / "cfg.yaml"),
-                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     log = tmp_path / "run" / "train_log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: to the trainer and its render workers
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0 and "checkpoint saved" in err
     state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())

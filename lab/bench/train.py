@@ -3,22 +3,52 @@
 The full step is what `lab train` does (render scenes, VAE-encode, text-encode, forward, backward,
 clip, AdamW step); the transformer-only step isolates the network. Goal for S at batch 64 on two
 CPU cores: >= 60 images/s.
+
+`--data-workers 0 1 2` also runs the real trainer (`lab.train.train`, short runs side by side) with
+scenes rendered inline and by that many DataLoader workers, and reports each one's images/s and its
+ratio to inline rendering (goal: no slower on CPU; >= 2x on a GPU at batch 1024 bf16).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 from pathlib import Path
 
 import torch
 
 from lab import world
 from lab.bench.timing import time_calls
-from lab.checkpoint import stream_seed
 from lab.model import build_pipeline, encode_text
 from lab.provenance import write_json
 from lab.train import FlowConfig, flow_matching_loss
+from lab.training_data import stream_seed
 from lab.vae import images_to_tensor
+
+TRAINER_WARMUP_STEPS = 5  # trainer steps not timed: allocator warm-up, workers filling their queues
+
+
+def trainer_throughput(size: str, batch_size: int, vae: str, workers: list[int], steps: int, warmup: int,
+                       mixed_precision: str = "no") -> dict:
+    """The trainer's images/s (median over steps after `warmup`) for each number of render workers,
+    each a fresh `steps`-step run of `size` in a temporary directory."""
+    import tempfile
+
+    from lab.runlog import read_log
+    from lab.train import TrainConfig, train
+
+    out = {}
+    for k in workers:
+        cfg = TrainConfig(size=size, vae=vae, steps=steps, batch_size=batch_size, warmup_steps=1, checkpoint_every=10**9,
+                          mixed_precision=mixed_precision, data_workers=k)
+        with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+            train(cfg, tmp, progress=False)
+            ips = [r["images_per_s"] for r in read_log(Path(tmp) / "train_log.jsonl")[warmup:]]
+        out[str(k)] = {"images_per_s": statistics.median(ips), "steps_measured": len(ips)}
+    base = out[str(workers[0])]["images_per_s"]
+    for r in out.values():
+        r["ratio_to_first"] = r["images_per_s"] / base
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -29,10 +59,18 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 repeats")
+    ap.add_argument("--data-workers", type=int, nargs="*", default=[],
+                    help="also time the real trainer with these render-worker counts (first = baseline), e.g. 0 1 2")
+    ap.add_argument("--trainer-steps", type=int, default=30, help="steps per trainer run (the first 5 are not timed)")
+    ap.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"], help="for the trainer runs")
     ap.add_argument("--out", default="reports/bench/train.json")
     args = ap.parse_args(argv)
     if args.quick:
         args.size, args.repeats, args.warmup = "tiny", 3, 1
+    if any(k < 0 for k in args.data_workers):
+        ap.error(f"--data-workers must be >= 0, got {args.data_workers}")
+    if args.data_workers and args.trainer_steps <= TRAINER_WARMUP_STEPS:
+        ap.error(f"--trainer-steps must be > {TRAINER_WARMUP_STEPS} (the untimed warm-up), got {args.trainer_steps}")
 
     from diffusers import AutoencoderDC
 
@@ -82,6 +120,12 @@ def main(argv: list[str] | None = None) -> dict:
               "goal": "S full step >= 60 images/s on 2 CPU cores"}
     for name, r in results.items():
         print(f"{name:<22}{r['images_per_s']:>9.1f} images/s  ({r['seconds_per_step'] * 1000:.0f} ms/step)")
+    if args.data_workers:
+        result["trainer_by_data_workers"] = trainer_throughput(args.size, b, args.vae, args.data_workers, args.trainer_steps,
+                                                               TRAINER_WARMUP_STEPS, args.mixed_precision)
+        result["trainer_mixed_precision"] = args.mixed_precision
+        for k, r in result["trainer_by_data_workers"].items():
+            print(f"trainer, {k} render workers: {r['images_per_s']:.1f} images/s ({r['ratio_to_first']:.2f}x)")
     write_json(result, args.out)
     print(f"wrote {args.out}")
     return result
