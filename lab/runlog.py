@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import sys
@@ -34,6 +35,15 @@ class RunLog:
             return
         kept = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln).get("step", 0) <= step]
         self.path.write_text("".join(ln + "\n" for ln in kept))
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Time spent inside the block (e.g. evaluating mid-run) is not counted in the next step's images/s."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self._last += time.perf_counter() - start
 
     def step(self, step: int, images: int, **values) -> dict:
         now = time.perf_counter()

@@ -9,12 +9,20 @@ Everything a step draws (scenes, noise, timesteps, dropout) comes from `stream_s
 rank)` (`lab.training_data`), so a run interrupted at any checkpoint and resumed gives bit-identical
 weights; scenes are rendered ahead in DataLoader workers where that helps (`data_workers`).
 Ctrl-C saves a checkpoint at the next step boundary before exiting.
+
+One step (`training_step`: caption dropout, text encoding, the flow-matching loss, backward,
+gradient clipping, the optimizer's step) is shared with the benchmarks, so what they time and
+compare is what `lab train` does. `TrainCallbacks` let a caller watch steps and checkpoints and
+evaluate the model every k steps inside one run (the growth experiment's GenEval-mini curves).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +72,90 @@ def flow_matching_loss(transformer, latents, text_embeds, text_mask, generator=N
     return F.mse_loss(pred.float(), (noise - latents).float())
 
 
+def drop_captions(prompts: Sequence[str], rate: float, generator: torch.Generator) -> list[str]:
+    """Classifier-free guidance's caption dropout: each prompt becomes "" with probability `rate`,
+    one uniform draw per prompt from `generator` (none at rate 0, so the generator's later draws
+    are those of a step without dropout)."""
+    if rate <= 0:
+        return list(prompts)
+    drop = torch.rand(len(prompts), generator=generator) < rate
+    return ["" if d else p for p, d in zip(prompts, drop.tolist())]
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one `training_step` measured."""
+
+    loss: float  # flow-matching loss of the batch, before the update
+    grad_norm: float | None  # total gradient norm before clipping; None when not clipping
+    optimizer_seconds: float  # wall seconds inside optimizer.step()
+
+
+def training_step(transformer, optimizer, latents: torch.Tensor, captions, generator: torch.Generator,
+                  flow: FlowConfig = FlowConfig(), caption_dropout: float = 0.0, grad_clip: float = 0.0,
+                  encode: Callable | None = None, params: Sequence[torch.nn.Parameter] | None = None,
+                  accelerator=None) -> StepResult:
+    """One optimisation step of SANA's objective: caption dropout, text encoding, the flow-matching
+    loss, backward, gradient clipping and the optimizer's step (the caller sets the lr first).
+
+    Args:
+        latents: (B, C, H, W) scaled VAE latents (x0).
+        captions: B prompts, encoded by `encode(prompts) -> (embeds (B, L, D), mask (B, L))` after
+            caption dropout; or that (embeds, mask) pair itself (no dropout possible then).
+        generator: CPU generator of the step's draws, in order: dropout, then timesteps and noise.
+        caption_dropout: fraction of captions replaced by "" (SANA: 0.1); grad_clip: max total
+            gradient norm, 0 = no clipping.
+        params: what is clipped (default: the optimizer's parameters).
+        accelerator: an `accelerate.Accelerator` (autocast, backward and clipping through it), or None.
+    """
+    if isinstance(captions, tuple):
+        if caption_dropout > 0:
+            raise ValueError(f"caption_dropout={caption_dropout} needs the prompts; got precomputed text embeddings "
+                             "(pass prompts and `encode`, or caption_dropout=0)")
+        embeds, mask = captions
+    else:
+        if encode is None:
+            raise ValueError("captions are prompts, so training_step needs `encode` (prompts -> (embeds, mask))")
+        embeds, mask = encode(drop_captions(captions, caption_dropout, generator))
+    autocast = accelerator.autocast() if accelerator is not None else contextlib.nullcontext()
+    with autocast:
+        loss = flow_matching_loss(transformer, latents, embeds, mask, generator, flow)
+    optimizer.zero_grad(set_to_none=True)
+    if accelerator is not None:
+        accelerator.backward(loss)
+    else:
+        loss.backward()
+    grad_norm = None
+    if grad_clip > 0:
+        params = params if params is not None else [p for g in optimizer.param_groups for p in g["params"]]
+        clip = accelerator.clip_grad_norm_ if accelerator is not None else torch.nn.utils.clip_grad_norm_
+        grad_norm = float(clip(params, grad_clip))
+    start = time.perf_counter()
+    optimizer.step()
+    return StepResult(loss.item(), grad_norm, time.perf_counter() - start)
+
+
+@dataclass
+class TrainCallbacks:
+    """Hooks into `train`, called on the main process between steps with the number of steps done.
+    A resumed run calls them for the steps it runs; a checkpoint at step k is written after every
+    hook of step k, so none is skipped by an interruption."""
+
+    on_step: Callable[[int, dict], None] | None = None  # (step, its log record) after every step
+    on_checkpoint: Callable[[int, Path], None] | None = None  # (step, checkpoint directory) after each is written
+    evaluate: Callable[[int, object], None] | None = None  # (step, the current SanaPipeline) every evaluate_every steps
+    evaluate_every: int = 0  # 0 = never; else every this many steps and after the last (EMA weights when on, eval mode)
+
+    def __post_init__(self):
+        if self.evaluate_every < 0 or (self.evaluate is None) != (self.evaluate_every == 0):
+            raise ValueError(f"evaluate_every={self.evaluate_every} with evaluate={self.evaluate!r}; expected both "
+                             "(a callable and every k >= 1 steps) or neither")
+
+    def evaluates_at(self, step: int, last: int) -> bool:
+        """Whether `evaluate` runs after `step` steps of a run of `last` steps."""
+        return self.evaluate is not None and (step % self.evaluate_every == 0 or step == last)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Either `size` + `vae` (fresh transformer and text encoder) or `init_from`
@@ -80,7 +172,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     warmup_steps: int = 200
     min_lr_ratio: float = 0.1  # cosine decay to lr x this
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # max total gradient norm; 0 = no clipping
     caption_dropout: float = 0.1  # SANA: 10% empty captions for classifier-free guidance
     logit_mean: float = 0.0
     logit_std: float = 1.0
@@ -115,9 +207,24 @@ def _components(cfg: TrainConfig):
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, cfg.train_text_encoder
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True):
+@contextlib.contextmanager
+def _evaluation_mode(*modules):
+    """The modules in eval mode inside the block, then back in the mode each had."""
+    modes = [m.training for m in modules]
+    for m in modules:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, mode in zip(modules, modes):
+            m.train(mode)
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
+          callbacks: TrainCallbacks | None = None):
     """Trains; checkpoints into `out/checkpoint` every `checkpoint_every` steps (atomically), logs
-    `out/train_log.jsonl`, and writes the final `SanaPipeline` to `out/pipeline`.
+    `out/train_log.jsonl`, and writes the final `SanaPipeline` to `out/pipeline`. `callbacks`
+    (`TrainCallbacks`) watch steps and checkpoints and evaluate the model mid-run.
 
     Returns the pipeline directory path.
     """
@@ -167,6 +274,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
         ema.to(acc.device)
     scale = vae.config.scaling_factor
 
+    callbacks = callbacks or TrainCallbacks()
+
     def save_checkpoint(step: int) -> None:
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -177,7 +286,25 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
                     torch.save(ema.state_dict(), tmp / "ema.pt")
                 save_state(tmp, optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
                            {"step": step, "config": config_dict(cfg)})
+            if callbacks.on_checkpoint is not None:
+                callbacks.on_checkpoint(step, ckpt)
         acc.wait_for_everyone()
+
+    def current_pipeline():
+        """The model as trained so far, sharing this run's modules (EMA weights in a copy when on)."""
+        transformer_now = acc.unwrap_model(wrapped["transformer"])
+        if ema is not None:
+            transformer_now = copy.deepcopy(transformer_now)
+            ema.copy_to(transformer_now.parameters())
+        te = acc.unwrap_model(wrapped["text_encoder"]) if train_te else text_encoder
+        pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=te, vae=vae, transformer=transformer_now,
+                            scheduler=scheduler)
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def encode(prompts: list[str]):
+        with torch.set_grad_enabled(train_te):
+            return encode_text(tokenizer, wrapped.get("text_encoder", text_encoder), prompts, cfg.text_max_length)
 
     for m in wrapped.values():
         m.train()
@@ -191,25 +318,23 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
             for g in optimizer.param_groups:
                 g["lr"] = lr
             gen = torch.Generator().manual_seed(stream_seed(cfg.seed, step, acc.process_index, NOISE_STREAM))
-            drop = torch.rand(len(prompts), generator=gen) < cfg.caption_dropout
-            prompts = ["" if d else p for p, d in zip(prompts, drop.tolist())]
             with torch.no_grad():
                 latents = vae.encode(pixels.to(acc.device)).latent * scale
-            with torch.set_grad_enabled(train_te):
-                embeds, mask = encode_text(tokenizer, wrapped.get("text_encoder", text_encoder), prompts, cfg.text_max_length)
-            with acc.autocast():
-                loss = flow_matching_loss(wrapped["transformer"], latents, embeds, mask, gen, cfg.flow)
-            optimizer.zero_grad(set_to_none=True)
-            acc.backward(loss)
-            grad_norm = acc.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            result = training_step(wrapped["transformer"], optimizer, latents, prompts, gen, cfg.flow, cfg.caption_dropout,
+                                   cfg.grad_clip, encode, params, acc)
             if ema is not None:
                 ema.step(transformer.parameters())
             if acc.is_main_process:
-                rec = log.step(step + 1, cfg.batch_size * acc.num_processes, loss=loss.item(), lr=lr,
-                               grad_norm=float(grad_norm))
+                rec = log.step(step + 1, cfg.batch_size * acc.num_processes, loss=result.loss, lr=lr,
+                               grad_norm=result.grad_norm)
                 bar.update()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", ips=f"{rec['images_per_s']:.0f}")
+                if callbacks.on_step is not None:
+                    callbacks.on_step(step + 1, rec)
+                if callbacks.evaluates_at(step + 1, cfg.steps):
+                    pipe = current_pipeline()
+                    with log.paused(), _evaluation_mode(pipe.transformer, pipe.text_encoder), torch.no_grad():
+                        callbacks.evaluate(step + 1, pipe)
             stop = interrupt.requested
             if (step + 1) % cfg.checkpoint_every == 0 or stop:
                 save_checkpoint(step + 1)
@@ -219,14 +344,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     if cfg.steps % cfg.checkpoint_every != 0 or not ckpt.is_dir():  # the loop saved the last step otherwise
         save_checkpoint(cfg.steps)
 
-    final = acc.unwrap_model(wrapped["transformer"])
-    if ema is not None:
-        final = copy.deepcopy(final)
-        ema.copy_to(final.parameters())
-    te = acc.unwrap_model(wrapped["text_encoder"]) if train_te else text_encoder
     if acc.is_main_process:
-        pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=te, vae=vae, transformer=final, scheduler=scheduler)
         with atomic_directory(out / "pipeline") as tmp:
-            pipe.save_pretrained(tmp)
+            current_pipeline().save_pretrained(tmp)
     acc.wait_for_everyone()
     return out / "pipeline"
