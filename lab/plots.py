@@ -56,6 +56,20 @@ POINTS_PER_INCH = 72
 CHAR_WIDTH_EM = 0.55  # average glyph width of the footer font, in ems (for wrapping it)
 
 
+def save_figures(figures: dict[str, Figure], folder) -> list:
+    """Saves each figure of `figures` ({name: Figure}, as an experiment's `figures()` returns) as
+    `folder/<name>.png` (the folder is created). Returns the paths."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, fig in figures.items():
+        fig.savefig(folder / f"{name}.png")
+        paths.append(folder / f"{name}.png")
+    return paths
+
+
 def use_style() -> None:
     """Makes the house style the default for figures made elsewhere too (e.g. pyplot in a notebook)."""
     matplotlib.rcParams.update(STYLE)

@@ -41,7 +41,7 @@ def claims_table(rows: list[tuple]) -> str:
 
 def came8bit_headline(m: dict) -> str:
     """Optimizer-state ratio and loss fidelity against the paper's memory table."""
-    from lab.bench.optim import format_memory_table
+    from lab.experiments.came8bit import format_memory_table
 
     mem, fid = m["memory"], m["fidelity"]
     big = mem["target_model"]

@@ -1,17 +1,20 @@
-"""Experiment logic behind the notebooks: each module runs one of the paper's experiments from a
-config and returns (and writes) a metrics dict; the notebook only tells the story and draws.
+"""The experiment layer: one module per paper experiment, each in the same shape, run by its notebook
+(`notebooks/<name>.ipynb`, listed in `lab.reproduce.REGISTRY`):
 
-    work = work_directory(mode, work_dir, "runs/pruning", "pruning-runs-")
+    from lab.experiments import preset, growth
+    cfg = preset(growth.Config, "growth", "quick")   # configs/experiments/growth.yaml, section quick
+    metrics = growth.run(cfg, "reports/growth")      # trains, evaluates, writes its metrics JSON
+    figs = growth.figures(metrics)                   # {name: figure}, drawn by lab.plots
 
-A quick (smoke-test) run writes its models into a temporary directory that is removed at the end
-of the notebook (`remove_temporary_directories`), when the process exits, or — if the process was
-killed — by the next quick run; a full run, or any run given a `work_dir`, keeps its work there so
-an interrupted run can be resumed.
+A module's `Config` nests the library's configs (`lab.train.TrainConfig`, `lab.sampling.SamplerConfig`)
+rather than copying their fields; its presets `quick` (a smoke test of the machinery, not a result)
+and `full` (the committed run) are mappings of its fields in `configs/experiments/<name>.yaml`, a
+nested dataclass as a nested mapping of the fields that differ from its default.
 
-Newer experiments (`scaling`) take their presets from `configs/experiments/<name>.yaml`, a mapping
-`{quick: {...}, full: {...}}` of config fields (nested dataclasses as nested mappings):
-
-    cfg = preset(ScalingConfig, "scaling", "quick", n_max=8)
+Set-up shared by the experiments lives here: where an experiment writes its models
+(`work_directory`: a given folder, kept so an interrupted run resumes, or a temporary one removed
+when the process exits — or, if it was killed, by the next quick run), and the model it starts
+from (`source_pipeline`: a trained one, or in a quick run an untrained tiny stand-in).
 """
 
 from __future__ import annotations
@@ -26,10 +29,21 @@ from pathlib import Path
 from lab.provenance import repo_path
 
 MODES = ("quick", "full")  # quick: a smoke test of the machinery, not a result; full: the committed run
-PRESETS_DIR = "configs/experiments"
+PRESETS_DIR = "configs/experiments"  # <name>.yaml: an experiment's presets, {quick: {...}, full: {...}}
 
 
-def _build(cls, values: dict, where: str):
+def _field_default(field: dataclasses.Field):
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return None
+
+
+def _build(cls, values: dict, where: str, base=None):
+    """`cls` with the fields of `values` set (a list as a tuple); a mapping given for a dataclass
+    field updates that field's default (so a preset names only what differs from it). Without
+    `base`, the other fields take their defaults; with it, `base`'s values."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
@@ -38,24 +52,44 @@ def _build(cls, values: dict, where: str):
     out = {}
     for k, v in values.items():
         if dataclasses.is_dataclass(hints[k]) and isinstance(v, dict):
-            v = _build(hints[k], v, f"{where}.{k}")
+            start = getattr(base, k) if base is not None else _field_default(fields[k])
+            v = _build(hints[k], v, f"{where}.{k}", start)
         out[k] = tuple(v) if isinstance(v, list) else v
-    return cls(**out)
+    return dataclasses.replace(base, **out) if base is not None else cls(**out)
+
+
+def _merged(values: dict, overrides: dict) -> dict:
+    """`values` updated by `overrides`, mappings merged key by key; None in `overrides` means "not given"."""
+    out = dict(values)
+    for k, v in overrides.items():
+        if v is None:
+            continue
+        out[k] = _merged(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def preset_path(name: str) -> Path:
+    """`configs/experiments/<name>.yaml`, or `name` itself when it is a .yaml path (both looked up
+    as `lab.provenance.repo_path` does)."""
+    return repo_path(name if name.endswith(".yaml") else f"{PRESETS_DIR}/{name}.yaml")
 
 
 def preset(cls, name: str, mode: str, **overrides):
-    """Config `cls` from the `mode` section of `configs/experiments/<name>.yaml`, then `overrides`
-    (None values ignored). Raises ValueError on an unknown mode or field."""
+    """Config `cls` from the `mode` section of `preset_path(name)`, then `overrides` (None values
+    ignored; a mapping for a nested config sets only the fields it names, e.g.
+    `train={"steps": 2}`). Raises ValueError on an unknown mode or field."""
     import yaml
 
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
-    path = repo_path(f"{PRESETS_DIR}/{name}.yaml")
+    path = preset_path(name)
+    if not path.is_file():
+        raise ValueError(f"no presets at {path}; expected an experiment name with {PRESETS_DIR}/<name>.yaml "
+                         "or a .yaml path")
     sections = yaml.safe_load(path.read_text()) or {}
     if mode not in sections:
         raise ValueError(f"{path} has no {mode!r} section; it has {sorted(sections)}")
-    values = dict(sections[mode]) | {k: v for k, v in overrides.items() if v is not None}
-    return _build(cls, values, f"{path}:{mode}")
+    return _build(cls, _merged(sections[mode] or {}, overrides), f"{path}:{mode}")
 
 
 _TEMPORARY: list[tempfile.TemporaryDirectory] = []  # held until exit, then removed by their finalizers
@@ -89,13 +123,32 @@ def remove_temporary_directories() -> None:
         _TEMPORARY.pop().cleanup()
 
 
-def work_directory(mode: str, work_dir: str | Path = "", full_default: str = "", prefix: str = "lab-") -> Path:
-    """Where an experiment writes its models: `work_dir` when given, else `full_default` in full
-    mode (both relative to the repository root), else a `temporary_directory` for a quick run."""
+def work_directory(work_dir: str | Path = "", prefix: str = "lab-") -> Path:
+    """Where an experiment writes its models: `work_dir` (relative to the repository root) when
+    given, kept so that an interrupted run resumes there; "" = a new `temporary_directory` (quick
+    runs), removed when the process exits."""
     from lab.provenance import REPO_ROOT
 
-    if work_dir:
-        return REPO_ROOT / work_dir
-    if mode == "full" and full_default:
-        return REPO_ROOT / full_default
-    return temporary_directory(prefix)
+    return REPO_ROOT / work_dir if work_dir else temporary_directory(prefix)
+
+
+def source_pipeline(model: str | Path, stand_in: bool, work: str | Path, how: str = "") -> Path:
+    """The SanaPipeline directory an experiment starts from: `model` (the working directory first,
+    then the repository); when that is no pipeline and `stand_in` is on (quick presets), an untrained
+    tiny stand-in (`lab.zoo.stand_in_dir`) written under `work`, so a smoke test runs anywhere.
+    Raises FileNotFoundError otherwise, saying how to make the model (`how`)."""
+    from lab.zoo import stand_in_dir
+
+    path = repo_path(model)
+    if (path / "model_index.json").is_file():
+        return path
+    if stand_in:
+        return stand_in_dir(work)
+    raise FileNotFoundError(f"no trained pipeline at {model} (no model_index.json); this run needs one"
+                            + (f": {how}" if how else "") + " (or stand_in: true, a smoke test on an untrained tiny model)")
+
+
+def source_label(model: str | Path, source: str | Path) -> str:
+    """How figures and tables name the model an experiment ran on: `model` itself, or the stand-in
+    used in its place."""
+    return str(model) if repo_path(model) == Path(source) else f"untrained tiny stand-in (no {model})"
