@@ -1,8 +1,9 @@
 """`lab bench train`: training throughput of a model size (images/s), full step and its parts.
 
-The full step is what `lab train` does (render scenes, VAE-encode, text-encode, forward, backward,
-clip, AdamW step); the transformer-only step isolates the network. Goal for S at batch 64 on two
-CPU cores: >= 60 images/s.
+The full step is what `lab train` does with `TrainConfig`'s defaults (render the step's scenes,
+VAE-encode, then the trainer's `lab.train.training_step`: caption dropout, text-encode, forward,
+backward, clip, AdamW step); the transformer-only step isolates the network (the same step on
+fixed latents and text embeddings). Goal for S at batch 64 on two CPU cores: >= 60 images/s.
 
 `--data-workers 0 1 2` also runs the real trainer (`lab.train.train`, short runs side by side) with
 scenes rendered inline and by that many DataLoader workers, and reports each one's images/s and its
@@ -17,13 +18,12 @@ from pathlib import Path
 
 import torch
 
-from lab import world
 from lab.bench.timing import time_calls
 from lab.model import build_pipeline, encode_text
+from lab.optim import build_optimizer
 from lab.provenance import write_json
-from lab.train import FlowConfig, flow_matching_loss
-from lab.training_data import stream_seed
-from lab.vae import images_to_tensor
+from lab.train import TrainConfig, training_step
+from lab.training_data import NOISE_STREAM, TrainingBatches, stream_seed
 
 TRAINER_WARMUP_STEPS = 5  # trainer steps not timed: allocator warm-up, workers filling their queues
 
@@ -35,7 +35,7 @@ def trainer_throughput(size: str, batch_size: int, vae: str, workers: list[int],
     import tempfile
 
     from lab.runlog import read_log
-    from lab.train import TrainConfig, train
+    from lab.train import train
 
     out = {}
     for k in workers:
@@ -75,45 +75,42 @@ def main(argv: list[str] | None = None) -> dict:
     from diffusers import AutoencoderDC
 
     vae = AutoencoderDC.from_pretrained(args.vae) if Path(args.vae, "config.json").is_file() else None
-    torch.manual_seed(0)
-    pipe = build_pipeline(args.size, vae=vae)
+    cfg = TrainConfig(size=args.size, batch_size=args.batch_size)  # the trainer's lr, clipping, dropout, flow
+    torch.manual_seed(cfg.seed)
+    pipe = build_pipeline(cfg.size, vae=vae)
     tr, te, tok, vae = pipe.transformer, pipe.text_encoder, pipe.tokenizer, pipe.vae
-    opt = torch.optim.AdamW(list(tr.parameters()) + list(te.parameters()), lr=1e-4)
+    params = list(tr.parameters()) + list(te.parameters())
+    opt = build_optimizer(cfg.optimizer, params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     vae.eval().requires_grad_(False)
-    b = args.batch_size
-    step = [0]
+    b = cfg.batch_size
+    data = TrainingBatches(cfg.seed, b)  # the trainer's stream: step i's scenes
 
-    def full_step():
-        prompts, images = world.training_batch(stream_seed(0, step[0]), b)
-        step[0] += 1
+    def encode(prompts: list[str]):
+        return encode_text(tok, te, prompts, cfg.text_max_length)
+
+    def full_step(i: int):
+        prompts, pixels = data[i]
         with torch.no_grad():
-            latents = vae.encode(images_to_tensor(images)).latent * vae.config.scaling_factor
-        embeds, mask = encode_text(tok, te, prompts)
-        loss = flow_matching_loss(tr, latents, embeds, mask, torch.Generator().manual_seed(step[0]), FlowConfig())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(tr.parameters(), 1.0)
-        opt.step()
+            latents = vae.encode(pixels).latent * vae.config.scaling_factor
+        gen = torch.Generator().manual_seed(stream_seed(cfg.seed, i, 0, NOISE_STREAM))
+        training_step(tr, opt, latents, prompts, gen, cfg.flow, cfg.caption_dropout, cfg.grad_clip, encode, params)
 
     c, s = tr.config.in_channels, tr.config.sample_size
     x = torch.randn(b, c, s, s)
-    e, m = encode_text(tok, te, ["a photo of a red circle"] * b)
-    e = e.detach()
+    e, m = encode(["a photo of a red circle"] * b)
+    text = (e.detach(), m)
 
-    def transformer_step():
-        loss = flow_matching_loss(tr, x, e, m, torch.Generator().manual_seed(0), FlowConfig())
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    def transformer_step(i: int):
+        training_step(tr, opt, x, text, torch.Generator().manual_seed(i), cfg.flow, grad_clip=cfg.grad_clip, params=params)
 
-    def data_step():
-        _, images = world.training_batch(stream_seed(1, step[0]), b)
+    def data_step(i: int):
+        _, pixels = data[i]
         with torch.no_grad():
-            vae.encode(images_to_tensor(images))
+            vae.encode(pixels)
 
     results = {}
     for name, fn in [("full_step", full_step), ("transformer_step", transformer_step), ("data_and_vae_encode", data_step)]:
-        t = time_calls(lambda _, fn=fn: fn(), args.repeats, args.warmup).median
+        t = time_calls(fn, args.repeats, args.warmup).median
         results[name] = {"seconds_per_step": t, "images_per_s": b / t}
     result = {"benchmark": "train", "size": args.size, "batch_size": b,
               "params": sum(p.numel() for p in tr.parameters()), "results": results,
