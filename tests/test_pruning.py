@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -247,6 +246,25 @@ def test_load_pruned_prunes_on_load_from_a_stored_ranking(deep_pipeline_dir, tmp
         pruning.load_pruned(deep_pipeline_dir, 2, table_of(np.arange(6)))
 
 
+def test_prune_pipeline_dir_writes_a_complete_pipeline_with_its_record(deep_pipeline_dir, tmp_path):
+    from diffusers import SanaPipeline
+
+    table = table_of([0.1, 0.9, 0.2, 0.8])
+    out = pruning.prune_pipeline_dir(deep_pipeline_dir, tmp_path / "L-2", 2, "importance", table, seed=3)
+    pruned = SanaPipeline.from_pretrained(out)  # plain diffusers: no lab code needed
+    record = json.loads((out / pruning.PRUNING_RECORD).read_text())
+    assert pruned.transformer.config.num_layers == len(pruned.transformer.transformer_blocks) == 2
+    assert record["kept_blocks"] == [1, 3] and record["source_num_layers"] == 4
+    assert (record["source"], record["by"], record["seed"]) == (str(deep_pipeline_dir), "importance", 3)
+    full = load_pipeline(deep_pipeline_dir)
+    assert torch.allclose(forward(pruned.transformer), forward(pruning.prune_blocks(full.transformer, [1, 3])))
+    named = pruning.prune_pipeline_dir(full, tmp_path / "last", 1, "last", record={"source": "L"})  # a loaded pipeline
+    assert json.loads((named / pruning.PRUNING_RECORD).read_text())["source"] == "L"
+    with pytest.raises(ValueError, match="expected an integer from 1 to 3"):
+        pruning.prune_pipeline_dir(full, tmp_path / "bad", 4, "last")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_lab_prune_measures_prunes_saves_a_plain_diffusers_pipeline_and_fine_tunes_it(deep_pipeline_dir, tmp_path):
     from diffusers import SanaPipeline
 
@@ -329,16 +347,22 @@ def test_target_depths_and_compute_matched_steps():
         experiment.PruningExperimentConfig(methods=("importance", "magnitude"))
 
 
+def quick(**overrides):
+    from lab.experiments import preset
+
+    return preset(experiment.Config, "pruning", "quick", **overrides)
+
+
 def test_a_given_scratch_model_must_have_the_compared_depth(deep_pipeline_dir, tmp_path):
-    cfg = replace(experiment.QUICK, scratch_model=str(deep_pipeline_dir))
+    cfg = quick(scratch_model=str(deep_pipeline_dir))
     with pytest.raises(ValueError, match="has 4 blocks; the comparison needs 2"):
         experiment.run_scratch(deep_pipeline_dir, 2, tmp_path, cfg)
 
 
 def test_only_the_chosen_methods_are_fine_tuned_and_a_rerun_reuses_finished_scores(deep_pipeline_dir, tmp_path,
                                                                                    monkeypatch):
-    cfg = replace(experiment.QUICK, fractions=(1 / 2,), methods=("importance", "last"), finetune_methods=("importance",),
-                  eval_prompt_limit=2, finetune_steps=1, finetune_batch_size=2)
+    cfg = quick(fractions=[1 / 2], methods=["importance", "last"], finetune_methods=["importance"], eval_prompt_limit=2,
+                finetune={"steps": 1, "batch_size": 2})
     rows = experiment.run_variants(deep_pipeline_dir, table_of([0.1, 0.9, 0.2, 0.8]), tmp_path, cfg)
     by = {r["method"]: r for r in rows}
     assert by["importance"]["kept"] == [1, 3] and by["last"]["kept"] == [0, 1]

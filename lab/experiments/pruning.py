@@ -1,7 +1,8 @@
 """The pruning experiment (SANA 1.5 Fig. 7 and its pruning table), run by notebooks/pruning.ipynb.
 
-    cfg = PruningExperimentConfig()                       # or QUICK
-    metrics = run_pruning_experiment("checkpoints/L", "runs/pruning", cfg)
+    cfg = preset(PruningExperimentConfig, "pruning", "full")
+    metrics = run(cfg, "reports/pruning")      # resumable: its models and scores stay in cfg.work_dir
+    figs = figures(metrics)
 
 From a trained deep model (L) it measures block importance on calibration prompts, prunes to
 several depths (fractions of its blocks) by importance and by three naive rules (drop the last
@@ -23,48 +24,62 @@ so they are pruned, fine-tuned and scored once.
 from __future__ import annotations
 
 import math
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from lab.config import config_dict, load_config
-from lab.experiments.growth import eval_prompt_set, fresh_pipeline_dir, quick_source
+from lab.evaluation import evenly_spaced_prompts
 from lab.model import load_pipeline, quiet_hub_logging
 from lab.provenance import repo_path
-from lab.pruning import METHODS, ImportanceTable, block_importance, num_blocks, save_pruned, select_blocks
+from lab.pruning import METHODS, ImportanceTable, block_importance, num_blocks, prune_pipeline_dir, select_blocks
 from lab.sampling import SamplerConfig
+from lab.train import TrainConfig
 
+METRICS_FILE = "metrics.json"
+TABLE_FILE = "importance.json"  # the importance table measured (or given), written beside the metrics
 NAIVE_METHODS = tuple(m for m in METHODS if m != "importance")
 WITHIN_TARGET = 0.03  # claim 2: pruned + fine-tune within this of the unpruned model's GenEval-mini
 MODERATE_FRACTION = 3 / 4  # claim 2 is checked at the depth closest to this fraction of the blocks
+FINETUNE_CONFIG = "configs/prune_finetune.yaml"  # the recovery fine-tune, shared with `lab prune`
+SCRATCH_CONFIG = "configs/S.yaml"  # how a model is trained from scratch
+HOW_TO_MAKE_L = "grow and train L as the README says (lab grow, lab train --config configs/L.yaml)"
+
+
+def _recovery_finetune() -> TrainConfig:
+    return load_config(TrainConfig, repo_path(FINETUNE_CONFIG))
+
+
+def _from_scratch() -> TrainConfig:
+    return load_config(TrainConfig, repo_path(SCRATCH_CONFIG))
 
 
 @dataclass(frozen=True)
 class PruningExperimentConfig:
-    """One run of the experiment. The defaults are the full run; `QUICK` is the smoke test."""
+    """One run. Presets: configs/experiments/pruning.yaml (quick, full)."""
 
+    source: str = "checkpoints/L"  # the deep model pruned
+    stand_in: bool = False  # prune an untrained tiny stand-in when `source` does not exist (quick runs)
+    work_dir: str = "runs/pruning"  # pruned and fine-tuned models and their scores ("" = a temporary directory)
+    importance_table: str = ""  # a stored importance table (JSON) to prune by; "" = measure one here
     fractions: tuple[float, ...] = (3 / 4, 1 / 2, 1 / 3)  # pruned depths, as fractions of the source's blocks
     methods: tuple[str, ...] = METHODS  # lab.pruning.METHODS
     calibration_prompts: str = "quick"  # prompt set for block importance
     calibration_limit: int = 0  # 0 = the whole set; else this many evenly spaced prompts
-    timesteps: int = 20  # sampling steps the importance is measured at
+    calibration: SamplerConfig = field(default_factory=SamplerConfig)  # the sampling runs the importance is
+    # measured in: steps = timesteps, guidance_scale, batch_size = prompts per forward pass
     branches: str = "both"  # CFG rows averaged (lab.pruning.BRANCHES)
     eval_prompts: str = "full"  # GenEval-mini prompt set
     eval_prompt_limit: int = 0
     images_per_prompt: int = 1  # 553 images per score on the full set; 4 (GenEval's) quadruples the run
-    sample_steps: int = 20
-    guidance_scale: float = 4.5
-    sample_batch_size: int = 64
-    finetune_config: str = "configs/prune_finetune.yaml"  # lab.train.TrainConfig fields of the recovery
-    finetune_steps: int = 100
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # GenEval-mini's generation
+    finetune: TrainConfig = field(default_factory=_recovery_finetune)  # the recovery fine-tune (init_from set here)
     finetune_methods: tuple[str, ...] = METHODS  # variants fine-tuned and scored again (the rest: before only)
-    finetune_batch_size: int = 0  # 0 = the fine-tune config's
     scratch_model: str = ""  # an existing from-scratch model of the smallest pruned depth to compare with ("" = train one)
-    scratch_config: str = "configs/S.yaml"  # TrainConfig of the from-scratch model (init_from is set here)
+    scratch: TrainConfig = field(default_factory=_from_scratch)  # training of that model when none is given
+    # (init_from and steps are set here)
     scratch_steps: int = 0  # 0 = compute-matched (see compute_matched_steps); < 0 = no from-scratch model
-    scratch_batch_size: int = 0  # 0 = the scratch config's
     source_block_images: int = 0  # the source's training compute in block-images (0 = lab.zoo.training_cost)
-    seed: int = 0
+    seed: int = 0  # calibration noise, the random method's draw, GenEval-mini's seeds
 
     def __post_init__(self):
         bad = [m for m in (*self.methods, *self.finetune_methods) if m not in METHODS]
@@ -73,43 +88,8 @@ class PruningExperimentConfig:
         if not self.fractions or any(not 0 < f < 1 for f in self.fractions):
             raise ValueError(f"fractions {self.fractions} must lie strictly between 0 and 1")
 
-    @property
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(self.sample_steps, self.guidance_scale, self.sample_batch_size)
 
-
-# The committed run on 2 CPU cores: L's 24 blocks pruned to 18/12/8 by all four methods and scored; the
-# importance-pruned ones fine-tuned (each fine-tune + score costs about as much as two scores) and compared
-# with S, 8 blocks trained from scratch. Claim 1 is then checked before the fine-tune, where all methods meet.
-FULL = PruningExperimentConfig(scratch_model="checkpoints/S", finetune_methods=("importance",))
-QUICK = PruningExperimentConfig(calibration_limit=4, timesteps=4, eval_prompts="quick", eval_prompt_limit=12,
-                                images_per_prompt=1, sample_steps=4, finetune_steps=2, finetune_batch_size=4,
-                                scratch_steps=2, scratch_batch_size=4)
-
-
-def mode_config(mode: str, **overrides) -> PruningExperimentConfig:
-    """QUICK or FULL, with `overrides` (None values ignored)."""
-    if mode not in ("quick", "full"):
-        raise ValueError(f"unknown mode {mode!r}; expected 'quick' or 'full'")
-    base = QUICK if mode == "quick" else FULL
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def source_model(model: str | Path, mode: str, work_dir: str | Path) -> Path:
-    """The pipeline directory to prune (`model`, relative to the repository unless found from here);
-    in quick mode, when it does not exist, an untrained tiny stand-in
-    (`lab.experiments.growth.quick_source`) written under `work_dir`."""
-    model = repo_path(model)
-    if (model / "model_index.json").is_file():
-        return model
-    if mode != "quick":
-        raise ValueError(f"{model} is not a pipeline directory; the full run needs a trained model (e.g. checkpoints/L)")
-    return quick_source(Path(work_dir))
-
-
-def source_label(model: str | Path, source: str | Path) -> str:
-    """How figures name the model: `model` itself, or the quick stand-in used in its place."""
-    return str(model) if repo_path(model) == Path(source) else f"untrained tiny stand-in (no {model})"
+Config = PruningExperimentConfig
 
 
 def target_depths(num: int, fractions) -> list[int]:
@@ -119,60 +99,16 @@ def target_depths(num: int, fractions) -> list[int]:
     return sorted({min(num - 1, max(1, round(num * f))) for f in fractions}, reverse=True)
 
 
-@dataclass(frozen=True)
-class ImportanceStudyConfig:
-    """The block-importance notebook's analysis (Fig. 6). The defaults are the full run."""
-
-    prompts: str = "quick"  # calibration prompt set
-    prompt_limit: int = 0  # 0 = the whole set; else this many evenly spaced prompts
-    timesteps: int = 20  # sampling steps measured
-    branches: str = "both"  # CFG rows averaged (lab.pruning.BRANCHES)
-    guidance_scale: float = 4.5
-    batch_size: int = 64  # prompts per forward pass
-    seed: int = 0
-    explorer_prompts: int = 12  # prompts offered in the explorer's menu
-    edge_fraction: float = 0.15  # head and tail = this fraction of the blocks each
-
-
-QUICK_STUDY = ImportanceStudyConfig(prompt_limit=4, timesteps=4, explorer_prompts=3)
-
-
-def study_config(mode: str, **overrides) -> ImportanceStudyConfig:
-    """QUICK_STUDY or the full defaults, with `overrides` (None values ignored)."""
-    if mode not in ("quick", "full"):
-        raise ValueError(f"unknown mode {mode!r}; expected 'quick' or 'full'")
-    base = QUICK_STUDY if mode == "quick" else ImportanceStudyConfig()
-    return replace(base, **{k: v for k, v in overrides.items() if v is not None})
-
-
-def run_importance_study(pipe, cfg: ImportanceStudyConfig, source: str = "") -> tuple[ImportanceTable, dict]:
-    """Block importance of `pipe` on the calibration prompts. Returns (table, metrics) with metrics
-    {"config", "importance", "edge_vs_middle", "seconds"}."""
-    from lab.pruning import edge_vs_middle
-
-    prompts = eval_prompt_set(cfg.prompts, cfg.prompt_limit)
-    start = time.perf_counter()
-    table = block_importance(pipe, prompts, cfg.timesteps, cfg.guidance_scale, cfg.branches, cfg.seed,
-                             cfg.batch_size, source=source)
-    seconds = time.perf_counter() - start
-    return table, {"config": config_dict(cfg), "importance": table.to_json(),
-                   "edge_vs_middle": edge_vs_middle(table, cfg.edge_fraction), "seconds": seconds}
-
-
-def explorer_prompts(cfg: ImportanceStudyConfig) -> list[str]:
-    """Prompts for the explorer's menu: evenly spaced over the calibration set (every task)."""
-    return [p.text for p in eval_prompt_set(cfg.prompts, cfg.explorer_prompts)]
-
-
 # ----------------------------------------------------------------------------------------------
 # Stages
 
 
-def measure_importance(source: str | Path, cfg: PruningExperimentConfig) -> ImportanceTable:
+def measure_importance(source: str | Path, cfg: PruningExperimentConfig, progress: bool = True) -> ImportanceTable:
     """Block importance of the source on the calibration prompts."""
-    prompts = eval_prompt_set(cfg.calibration_prompts, cfg.calibration_limit)
-    return block_importance(load_pipeline(source), prompts, cfg.timesteps, cfg.guidance_scale, cfg.branches,
-                            cfg.seed, cfg.sample_batch_size, source=str(source))
+    prompts = evenly_spaced_prompts(cfg.calibration_prompts, cfg.calibration_limit)
+    c = cfg.calibration
+    return block_importance(load_pipeline(source), prompts, c.steps, c.guidance_scale, cfg.branches, cfg.seed,
+                            c.batch_size, source=str(source), progress=progress)
 
 
 def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir: str | Path | None = None) -> dict:
@@ -187,8 +123,10 @@ def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir:
     from lab.evaluation import evaluate_pipeline
     from lab.provenance import write_json
 
-    settings = {k: getattr(cfg, k) for k in ("eval_prompts", "eval_prompt_limit", "images_per_prompt", "sample_steps",
-                                             "guidance_scale", "seed")}
+    # the score's settings, keyed as before the sampler was nested, so caches of earlier runs stay valid
+    settings = {"eval_prompts": cfg.eval_prompts, "eval_prompt_limit": cfg.eval_prompt_limit,
+                "images_per_prompt": cfg.images_per_prompt, "sample_steps": cfg.sampler.steps,
+                "guidance_scale": cfg.sampler.guidance_scale, "seed": cfg.seed}
     cached = None
     if cache_dir is not None:
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
@@ -198,7 +136,7 @@ def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir:
         if cached.is_file():
             stored = json.loads(cached.read_text())
             return {"overall": stored["overall"], "task_accuracy": stored["task_accuracy"]}
-    prompts = eval_prompt_set(cfg.eval_prompts, cfg.eval_prompt_limit)
+    prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.eval_prompt_limit)
     report, _ = evaluate_pipeline(load_pipeline(pipe_dir), prompts, cfg.images_per_prompt, cfg.sampler, cfg.seed,
                                   progress=False)
     score = {"overall": report.overall, "task_accuracy": report.task_accuracy}
@@ -217,7 +155,7 @@ def finetune(cfg: PruningExperimentConfig, pruned: str | Path, run_dir: str | Pa
     with the same config is resumed (exactly, or just reused when finished); any other starts over.
     Returns the fine-tuned pipeline directory."""
     from lab.provenance import portable
-    from lab.train import TrainConfig, train
+    from lab.train import train
 
     ft = finetune_config(cfg, pruned)
     saved = Path(run_dir) / "train_config.yaml"
@@ -225,13 +163,9 @@ def finetune(cfg: PruningExperimentConfig, pruned: str | Path, run_dir: str | Pa
     return train(ft, run_dir, resume=same, progress=progress)
 
 
-def finetune_config(cfg: PruningExperimentConfig, init_from: str | Path):
-    """The recovery fine-tune's TrainConfig: the YAML, starting from `init_from`."""
-    from lab.train import TrainConfig
-
-    batch = cfg.finetune_batch_size or None
-    return load_config(TrainConfig, repo_path(cfg.finetune_config), init_from=str(init_from), steps=cfg.finetune_steps,
-                       batch_size=batch, seed=cfg.seed)
+def finetune_config(cfg: PruningExperimentConfig, init_from: str | Path) -> TrainConfig:
+    """The recovery fine-tune's TrainConfig (`cfg.finetune`), starting from `init_from`."""
+    return replace(cfg.finetune, init_from=str(init_from))
 
 
 def plan_variants(num: int, table: ImportanceTable, cfg: PruningExperimentConfig) -> list[dict]:
@@ -259,13 +193,14 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
     pipe = load_pipeline(source)
     plan = plan_variants(num_blocks(pipe.transformer), table, cfg)
     scores = score_cache(work_dir)
-    finetune_batch = finetune_config(cfg, source).batch_size
+    finetune_batch = cfg.finetune.batch_size
     done: dict[tuple[int, ...], dict] = {}
     for v in plan:
         key = tuple(v["kept"])
         run = Path(work_dir) / ("keep-" + "-".join(map(str, key)))
         if key not in done:
-            pruned = save_pruned(pipe, key, run / "pruned", {"source": str(source), "by": v["method"]})
+            pruned = prune_pipeline_dir(pipe, run / "pruned", v["depth"], v["method"], table, cfg.seed,
+                                        {"source": str(source)})
             before = geneval_score(pruned, cfg, scores)
             done[key] = {"before": before["overall"], "after": None, "task_accuracy_before": before["task_accuracy"],
                          "task_accuracy_after": None, "finetune_seconds": None, "pipeline": str(pruned),
@@ -303,8 +238,8 @@ def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: Pruni
     and VAE) trained for `cfg.scratch_steps` steps, or the compute-matched number when that is 0.
     Returns {"label", "depth", "steps", "compute" (block-images or None), "score", "task_accuracy",
     "pipeline"}, or None when skipped (scratch_steps < 0, or compute-matching an unknown budget)."""
-    from lab.train import TrainConfig, train
-    from lab.zoo import training_cost
+    from lab.train import train
+    from lab.zoo import fresh_pipeline_dir, training_cost
 
     if cfg.scratch_model:
         model = repo_path(cfg.scratch_model)
@@ -318,37 +253,53 @@ def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: Pruni
     else:
         if cfg.scratch_steps < 0:
             return None
-        base = load_config(TrainConfig, repo_path(cfg.scratch_config), batch_size=cfg.scratch_batch_size or None)
+        base = cfg.scratch
         steps = cfg.scratch_steps
         if steps == 0:
             budget = source_compute(source, cfg)
             if budget is None:
                 return None
-            ft = finetune_config(cfg, source)
-            steps = compute_matched_steps(budget, depth, ft.steps * ft.batch_size, base.batch_size)
+            steps = compute_matched_steps(budget, depth, cfg.finetune.steps * cfg.finetune.batch_size, base.batch_size)
         run = Path(work_dir) / f"scratch-{depth}"
         init = fresh_pipeline_dir(source, run / "init", depth, cfg.seed)
-        model = train(replace(base, init_from=str(init), steps=steps, seed=cfg.seed), run / "train", resume=False,
-                      progress=progress)
+        model = train(replace(base, init_from=str(init), steps=steps), run / "train", resume=False, progress=progress)
         score, compute = geneval_score(model, cfg, score_cache(work_dir)), depth * steps * base.batch_size
         label = f"{depth} blocks from scratch ({steps} steps)"
     return {"label": label, "depth": depth, "steps": steps, "compute": compute, "score": score["overall"],
             "task_accuracy": score["task_accuracy"], "pipeline": str(model)}
 
 
-def run_pruning_experiment(source: str | Path, work_dir: str | Path, cfg: PruningExperimentConfig = PruningExperimentConfig(),
-                           table: ImportanceTable | None = None, progress: bool = False) -> dict:
-    """All stages: importance (unless `table` is given), unpruned score, variants, from scratch.
+def run(cfg: PruningExperimentConfig, out: str | Path | None = None, mode: str | None = None,
+        progress: bool = False) -> dict:
+    """All stages: importance (`cfg.importance_table`, else measured), the unpruned score, the
+    variants, the from-scratch comparison. Rerun with the same `cfg.work_dir`, it redoes only what
+    is missing. Writes `out/importance.json` and `out/metrics.json` when `out` is given (with
+    `mode`, the preset's name, when given).
 
-    Returns {"config", "source": {"path", "num_layers", "geneval", "task_accuracy"}, "importance",
-    "variants": [...], "scratch": [...], "summary"}; write it with `lab.provenance.write_json`.
+    Returns {"config", "source": {"path", "label", "num_layers", "geneval", "task_accuracy"},
+    "importance", "variants": [...], "scratch": [...], "summary"} (+ "mode").
     """
+    from lab.experiments import source_label, source_pipeline, work_directory
+    from lab.provenance import write_json
+
     quiet_hub_logging()
-    table = table if table is not None else measure_importance(source, cfg)
-    base = geneval_score(source, cfg, score_cache(work_dir))
-    variants = run_variants(source, table, work_dir, cfg, progress)
-    scratch = run_scratch(source, scratch_depth(source, cfg), work_dir, cfg, progress)
-    return assemble_metrics(cfg, source, base, table, variants, scratch)
+    work = work_directory(cfg.work_dir, "pruning-runs-")
+    source = source_pipeline(cfg.source, cfg.stand_in, work, HOW_TO_MAKE_L)
+    if cfg.importance_table:
+        table = ImportanceTable.load(repo_path(cfg.importance_table))
+    else:
+        table = measure_importance(source, cfg, progress)
+    base = geneval_score(source, cfg, score_cache(work))
+    variants = run_variants(source, table, work, cfg, progress)
+    scratch = run_scratch(source, scratch_depth(source, cfg), work, cfg, progress)
+    metrics = assemble_metrics(cfg, source, base, table, variants, scratch)
+    metrics["source"]["label"] = source_label(cfg.source, source)
+    if mode:
+        metrics["mode"] = mode
+    if out is not None:
+        table.save(Path(out) / TABLE_FILE)
+        write_json(metrics, Path(out) / METRICS_FILE)
+    return metrics
 
 
 def scratch_depth(source: str | Path, cfg: PruningExperimentConfig) -> int:
@@ -358,7 +309,7 @@ def scratch_depth(source: str | Path, cfg: PruningExperimentConfig) -> int:
 
 def assemble_metrics(cfg: PruningExperimentConfig, source: str | Path, base: dict, table: ImportanceTable,
                      variants: list[dict], scratch: dict | None) -> dict:
-    """The experiment's metrics dict (see `run_pruning_experiment`), with its summary."""
+    """The experiment's metrics dict (see `run`), with its summary."""
     metrics = {"config": config_dict(cfg),
                "source": {"path": str(source), "num_layers": table.num_blocks, "geneval": base["overall"],
                           "task_accuracy": base["task_accuracy"]},
@@ -437,3 +388,18 @@ def summary_table(metrics: dict) -> str:
     for s in metrics.get("scratch", []):
         lines.append(f"| {s['depth']} | {s['label']} | – | – | – | {s['score']:.3f} | {s['score'] - unpruned:+.3f} |")
     return "\n".join(lines) + "\n"
+
+
+def figures(metrics: dict, stamp: dict | None = None) -> dict:
+    """The experiment's figures by name (lab.plots draws them): "importance_lines" (the ranking
+    pruned by) and "pruning_curves" (GenEval-mini vs depth per method, before and after the
+    fine-tune, with the unpruned and from-scratch models)."""
+    from lab import plots
+
+    cfg, source = metrics["config"], metrics["source"]
+    if stamp is None:
+        stamp = {"experiment": "pruning", "mode": metrics.get("mode", "?"), "model": source.get("label", source["path"]),
+                 "eval": f"{cfg['eval_prompts']} x{cfg['images_per_prompt']}", "finetune_steps": cfg["finetune"]["steps"]}
+    return {"importance_lines": plots.block_importance_lines(ImportanceTable.from_json(metrics["importance"]), stamp=stamp),
+            "pruning_curves": plots.pruning_curves(metrics["variants"], unpruned=source["geneval"],
+                                                   scratch=metrics["scratch"], stamp=stamp)}
