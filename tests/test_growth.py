@@ -9,9 +9,11 @@ import torch
 
 from lab import cli, plots
 from lab.experiments import growth as experiment
+from lab.experiments import preset
 from lab.growth import GROWTH_FILE, default_keep, grow_depth, growth_plan
-from lab.model import build_transformer
+from lab.model import SIZES, build_transformer
 from lab.train import flow_matching_loss
+from lab.zoo import STAND_IN_SIZE, stand_in_dir
 
 
 def random_inputs(transformer, batch=3, tokens=5, seed=0):
@@ -164,34 +166,42 @@ def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_
 # The experiment
 
 
-def test_training_in_evaluation_segments_gives_the_weights_of_one_run(tiny_pipeline_dir, tmp_path):
-    from lab.model import load_pipeline
-    from lab.train import train
-
-    cfg = experiment.GrowthExperimentConfig(steps=3, eval_every=1, batch_size=2, warmup_steps=1)
-    for step in (1, 2, 3):
-        segmented = train(experiment.train_config(cfg, tiny_pipeline_dir, step), tmp_path / "seg", progress=False)
-    straight = train(experiment.train_config(cfg, tiny_pipeline_dir, 3), tmp_path / "one", progress=False)
-    a = load_pipeline(segmented).transformer.state_dict()
-    b = load_pipeline(straight).transformer.state_dict()
-    assert all(torch.equal(a[k], b[k]) for k in a)
+def quick(**overrides):
+    return preset(experiment.Config, "growth", "quick", **overrides)
 
 
 def test_growth_experiment_records_loss_and_geneval_for_every_arm(tmp_path):
-    source = experiment.quick_source(tmp_path)
-    cfg = experiment.GrowthExperimentConfig(arms=("grown", "scratch"), steps=2, eval_every=1, batch_size=2,
-                                            warmup_steps=1, eval_prompt_limit=6, sample_steps=2, loss_window=1)
-    metrics = experiment.run_growth_experiment(source, tmp_path / "runs", cfg)
+    source = stand_in_dir(tmp_path)
+    cfg = quick(arms=["grown", "scratch"], train={"steps": 2, "batch_size": 2, "warmup_steps": 1}, eval_every=1,
+                eval_prompt_limit=6, sampler={"steps": 2}, loss_window=1)
+    metrics = experiment.run_arms(source, tmp_path / "runs", cfg)
+    blocks = SIZES[STAND_IN_SIZE].num_layers
     assert set(metrics["runs"]) == {"grown", "scratch"}
     for run in metrics["runs"].values():
-        assert run["num_layers"] == 3 * experiment.QUICK_SOURCE_LAYERS
+        assert run["num_layers"] == 3 * blocks
         assert [s for s, _ in run["loss"]] == [1, 2] and [s for s, _ in run["geneval"]] == [0, 1, 2]
         assert all(0 <= v <= 1 for _, v in run["geneval"])
     grown, scratch = metrics["runs"]["grown"], metrics["runs"]["scratch"]
-    assert grown["keep"] == experiment.QUICK_SOURCE_LAYERS - 2 and scratch["keep"] is None
+    assert grown["keep"] == blocks - 2 and scratch["keep"] is None
     assert grown["params"] == scratch["params"]
     assert "steps_to_scratch_final_loss" in metrics["summary"]["arms"]["grown"]
     assert "| from scratch |" in experiment.summary_table(metrics)
+    assert experiment.block_plans(cfg, blocks)["grown"] == [0, 1] + [None] * (3 * blocks - 2)
+
+
+def test_growth_run_on_a_stand_in_writes_its_metrics_and_draws_both_figures(tmp_path):
+    cfg = quick(source=str(tmp_path / "no-such-S"), shipped="", work_dir=str(tmp_path / "work"), arms=["grown", "scratch"],
+                train={"steps": 2, "batch_size": 2, "warmup_steps": 1}, eval_every=2, eval_prompt_limit=6,
+                sampler={"steps": 2}, loss_window=1)
+    metrics = experiment.run(cfg, tmp_path / "out", mode="quick")
+    assert metrics["source"]["label"].startswith("untrained tiny stand-in") and "shipped" not in metrics
+    stored = json.loads((tmp_path / "out" / experiment.METRICS_FILE).read_text())
+    assert stored["mode"] == "quick" and stored["config"]["train"]["steps"] == 2
+    assert [s for s, _ in stored["runs"]["grown"]["geneval"]] == [0, 2]
+    figs = experiment.figures(stored)
+    assert set(figs) == {"growth_vs_scratch", "growth_strategies"}
+    plots.save_figures(figs, tmp_path / "figs")
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["growth_strategies.png", "growth_vs_scratch.png"]
 
 
 def test_steps_to_reach_finds_the_first_step_whose_smoothed_loss_is_low_enough():
@@ -238,10 +248,11 @@ def test_full_set_target_is_read_from_the_shipped_models_cards_at_equal_images_p
 
 
 def test_full_mode_without_a_trained_source_says_how_to_make_one(tmp_path):
+    cfg = preset(experiment.Config, "growth", "full", source=str(tmp_path / "S"), work_dir=str(tmp_path))
     with pytest.raises(FileNotFoundError, match="lab train --config configs/S.yaml"):
-        experiment.resolve_source(tmp_path / "S", "full")
-    with pytest.raises(ValueError, match="mode='fast'.*'quick', 'full'"):
-        experiment.resolve_source(tmp_path / "S", "fast")
+        experiment.run(cfg)
+    with pytest.raises(ValueError, match="unknown mode 'fast'.*'quick', 'full'"):
+        preset(experiment.Config, "growth", "fast")
 
 
 def test_unknown_experiment_arms_are_rejected_with_the_accepted_names():

@@ -1,40 +1,40 @@
 """The growth experiment (SANA 1.5 Fig. 2 and its initialisation table), run by notebooks/growth.ipynb.
 
-    cfg = load_config(GrowthExperimentConfig, "configs/growth_quick.yaml")
-    metrics = run_growth_experiment("checkpoints/S", "reports/growth/runs", cfg)
+    cfg = preset(GrowthExperimentConfig, "growth", "full")
+    metrics = run(cfg, "reports/growth")
+    figs = figures(metrics)
 
 From a trained shallow model (S) it builds deep models (L = 3x the blocks) in several ways — the
 arms of `ARMS`: grown by partial preservation (the paper's choice, dropping S's last two blocks),
 partial preservation keeping every block, cyclic and block replication, and L from scratch
 with S's frozen text encoder and VAE — then trains each on the same data stream with the same
-optimizer and steps (`lab.train.train`), measuring training loss at every step and GenEval-mini
-every `eval_every` steps.
-
-Evaluating mid-run resumes the trainer in segments (train to step k, evaluate, train on to
-2k, ...). The trainer resumes bit-exactly, and the experiment uses a constant learning rate after
-warm-up (SANA 1.5's schedule), so segments give the same weights as one uninterrupted run.
+optimizer and steps (`lab.train.train`, `GrowthExperimentConfig.train`), measuring training loss at
+every step and GenEval-mini every `eval_every` steps, inside one run (`lab.train.TrainCallbacks`), so
+the learning-rate schedule is the config's: the presets keep it constant after warm-up (SANA 1.5's
+choice, `min_lr_ratio: 1.0`); any other decays by a cosine over the whole run.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from lab import world
-from lab.checkpoint import atomic_directory
 from lab.config import config_dict
-from lab.growth import GROWTH_FILE, STRATEGIES, default_keep, grow_pipeline_dir
-from lab.model import VAESize, build_pipeline, build_vae, load_pipeline, quiet_hub_logging
-from lab.runlog import read_log
+from lab.evaluation import evenly_spaced_prompts
+from lab.growth import GROWTH_FILE, STRATEGIES, default_keep, grow_pipeline_dir, growth_plan
+from lab.model import load_pipeline, quiet_hub_logging
+from lab.runlog import read_log, training_seconds
 from lab.sampling import SamplerConfig
+from lab.train import TrainCallbacks, TrainConfig
+from lab.zoo import fresh_pipeline_dir
 
+METRICS_FILE = "growth_metrics.json"
 SCRATCH = "scratch"  # the arm trained from a fresh transformer
-CONSTANT_LR = 1.0  # TrainConfig.min_lr_ratio of 1: no decay after warm-up, whatever the total steps
+HOW_TO_MAKE_S = ("train S with `lab train --config configs/S.yaml --out runs/S` and export it to checkpoints/S "
+                 "(`lab export runs/S --name S`)")
 
 
 @dataclass(frozen=True)
@@ -62,28 +62,29 @@ LOSS_STEPS_TARGET = 0.4  # grown L reaches from-scratch L's final loss within th
 GENEVAL_GAIN_TARGET = 0.05  # grown L's GenEval-mini exceeds the source's by at least this
 
 
+def _arm_training() -> TrainConfig:
+    # SANA 1.5 trains on at a constant lr after warm-up; no EMA, so every arm is judged on its raw weights
+    return TrainConfig(steps=400, batch_size=32, lr=3e-4, warmup_steps=50, min_lr_ratio=1.0, ema_decay=0.0)
+
+
 @dataclass(frozen=True)
 class GrowthExperimentConfig:
-    """One run of the experiment. YAML: configs/growth_quick.yaml, configs/growth_full.yaml."""
+    """One run of the experiment. Presets: configs/experiments/growth.yaml (quick, full)."""
 
+    source: str = "checkpoints/S"  # the trained shallow model grown
+    stand_in: bool = False  # grow an untrained tiny stand-in when `source` does not exist (quick runs)
+    shipped: str = "checkpoints/L"  # the shipped grown model, trained longer: the full-set target is read from
+    # its card and the source's ("" = skip)
+    work_dir: str = "runs/growth"  # where the arms train ("" = a temporary directory)
     growth_factor: int = 3  # the deep model has growth_factor x the source's blocks (L = 3 x S)
     arms: tuple[str, ...] = tuple(ARMS)  # which initialisations to train (keys of ARMS)
-    steps: int = 400  # training steps of every arm
-    eval_every: int = 100  # GenEval-mini at step 0 and every this many steps
-    batch_size: int = 32
-    optimizer: str = "adamw"  # lab.optim.OPTIMIZERS
-    lr: float = 3e-4  # constant after warm-up (SANA 1.5), so evaluating mid-run changes nothing
-    warmup_steps: int = 50
-    grad_clip: float = 1.0
-    caption_dropout: float = 0.1
-    ema_decay: float = 0.0  # 0 = off: every arm is judged on its raw weights
-    seed: int = 0  # data, noise and new-block seeds: identical for every arm
+    train: TrainConfig = field(default_factory=_arm_training)  # every arm's training (init_from set per arm);
+    # its seed also draws the new blocks and GenEval-mini's noise: identical for every arm
+    eval_every: int = 100  # GenEval-mini at step 0, every this many steps and at the end
     eval_prompts: str = "quick"  # prompt set judged during training
     eval_prompt_limit: int = 0  # 0 = the whole set; else this many evenly spaced prompts
     images_per_prompt: int = 1
-    sample_steps: int = 20  # DPM-Solver steps per image
-    guidance_scale: float = 4.5
-    sample_batch_size: int = 64
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)  # GenEval-mini's generation
     final_prompts: str = ""  # a set judged once at the end, for the source and `final_arms` ("" = none)
     final_arms: tuple[str, ...] = ("grown",)
     final_images_per_prompt: int = 4
@@ -93,75 +94,21 @@ class GrowthExperimentConfig:
         unknown = [a for a in (*self.arms, *self.final_arms) if a not in ARMS]
         if unknown:
             raise ValueError(f"unknown arms {unknown}; expected some of {list(ARMS)}")
-        if self.steps < 1 or self.eval_every < 1:
-            raise ValueError(f"steps={self.steps} and eval_every={self.eval_every} must both be >= 1")
+        if self.train.steps < 1 or self.eval_every < 1:
+            raise ValueError(f"train.steps={self.train.steps} and eval_every={self.eval_every} must both be >= 1")
         if self.growth_factor < 2:
             raise ValueError(f"growth_factor={self.growth_factor} must be >= 2 (the deep model has more blocks)")
 
-    @property
-    def sampler(self) -> SamplerConfig:
-        return SamplerConfig(self.sample_steps, self.guidance_scale, self.sample_batch_size)
-
     def eval_steps(self) -> list[int]:
-        """Steps at which every arm is evaluated: 0, eval_every, 2 eval_every, ..., steps."""
-        return sorted({*range(0, self.steps, self.eval_every), self.steps})
+        """Steps at which every arm is evaluated: 0, eval_every, 2 eval_every, ..., train.steps."""
+        return sorted({*range(0, self.train.steps, self.eval_every), self.train.steps})
+
+
+Config = GrowthExperimentConfig
 
 
 # ----------------------------------------------------------------------------------------------
-# Sources and initial models
-
-QUICK_SOURCE_LAYERS = 4  # quick mode's stand-in for S: deep enough that "all but the last two" keeps two
-QUICK_VAE = VAESize(block_out_channels=(8, 8, 16, 16), decoder_layers_per_block=(1, 1, 1, 1))
-
-
-def quick_source(directory: str | Path | None = None, seed: int = 0) -> Path:
-    """An untrained tiny pipeline (4 blocks of the `tiny` width, a tiny VAE) for quick runs when
-    no trained S exists; saved to `directory` (default: a temporary one, removed at exit). Returns its path."""
-    from lab.experiments import temporary_directory
-    from lab.model import SIZES
-
-    quiet_hub_logging()
-    directory = Path(directory) if directory is not None else temporary_directory("growth-source-")
-    torch.manual_seed(seed)
-    size = replace(SIZES["tiny"], num_layers=QUICK_SOURCE_LAYERS)
-    pipe = build_pipeline(size, vae=build_vae(QUICK_VAE))
-    path = directory / "source"
-    with atomic_directory(path) as tmp:
-        pipe.save_pretrained(tmp)
-    return path
-
-
-MODES = ("quick", "full")
-
-
-def resolve_source(source: str | Path, mode: str, scratch_dir: str | Path | None = None) -> Path:
-    """The source pipeline to grow: `source` when it exists; in quick mode a `quick_source` built
-    in `scratch_dir` when it does not (so the notebook runs anywhere); in full mode an error."""
-    if mode not in MODES:
-        raise ValueError(f"mode={mode!r}; expected one of {MODES}")
-    source = Path(source)
-    if (source / "model_index.json").is_file():
-        return source
-    if mode == "quick":
-        return quick_source(scratch_dir)
-    raise FileNotFoundError(f"no trained source pipeline at {source} (full mode needs one: train S with "
-                            f"`lab train --config configs/S.yaml --out runs/S` and export it to checkpoints/S)")
-
-
-def fresh_pipeline_dir(source: str | Path, out: str | Path, num_layers: int, seed: int = 0) -> Path:
-    """The from-scratch arm's start: the source's tokenizer, text encoder, VAE and scheduler with
-    a freshly initialised transformer of the source's shape and `num_layers` blocks."""
-    from diffusers import SanaPipeline, SanaTransformer2DModel
-
-    pipe = load_pipeline(source)
-    torch.manual_seed(seed)
-    fresh = SanaTransformer2DModel.from_config({**pipe.transformer.config, "num_layers": num_layers})
-    pipe = SanaPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-                        transformer=fresh, scheduler=pipe.scheduler)
-    out = Path(out)
-    with atomic_directory(out) as tmp:
-        pipe.save_pretrained(tmp)
-    return out
+# Initial models
 
 
 def initial_pipeline_dir(arm: Arm, source: str | Path, out: str | Path, num_layers: int, seed: int = 0) -> Path:
@@ -175,39 +122,32 @@ def initial_pipeline_dir(arm: Arm, source: str | Path, out: str | Path, num_laye
     return grow_pipeline_dir(source, out, num_layers, arm.strategy, keep, arm.zero_init_copies, seed)
 
 
+def block_plans(cfg: GrowthExperimentConfig, source_layers: int) -> dict[str, list]:
+    """Each grown arm's blocks by the source block they start from (None = a new identity block)."""
+    plans = {}
+    for name in cfg.arms:
+        arm = ARMS[name]
+        if arm.strategy != SCRATCH:
+            keep = source_layers if arm.keep_all else None
+            plans[name] = growth_plan(source_layers, cfg.growth_factor * source_layers, arm.strategy, keep)
+    return plans
+
+
 # ----------------------------------------------------------------------------------------------
 # Running
 
 
-def eval_prompt_set(name: str, limit: int = 0) -> list[world.Prompt]:
-    """A stored prompt set, or `limit` evenly spaced prompts of it (covering every task)."""
-    prompts = world.load_prompts(name)
-    if limit <= 0 or limit >= len(prompts):
-        return prompts
-    return [prompts[i] for i in np.linspace(0, len(prompts) - 1, limit).round().astype(int)]
-
-
-def _geneval(pipe_dir: Path, prompts, images_per_prompt: int, cfg: GrowthExperimentConfig) -> dict:
+def _geneval(pipe, prompts, images_per_prompt: int, cfg: GrowthExperimentConfig) -> dict:
     from lab.evaluation import evaluate_pipeline
 
-    report, _ = evaluate_pipeline(load_pipeline(pipe_dir), prompts, images_per_prompt, cfg.sampler, cfg.seed,
-                                  progress=False)
+    report, _ = evaluate_pipeline(pipe, prompts, images_per_prompt, cfg.sampler, cfg.train.seed, progress=False)
     return {"overall": report.overall, "task_accuracy": report.task_accuracy}
-
-
-def train_config(cfg: GrowthExperimentConfig, init_from: str | Path, steps: int):
-    """The `TrainConfig` every arm trains with (identical but for `init_from`)."""
-    from lab.train import TrainConfig
-
-    return TrainConfig(init_from=str(init_from), steps=steps, batch_size=cfg.batch_size, optimizer=cfg.optimizer,
-                       lr=cfg.lr, warmup_steps=cfg.warmup_steps, min_lr_ratio=CONSTANT_LR, grad_clip=cfg.grad_clip,
-                       caption_dropout=cfg.caption_dropout, ema_decay=cfg.ema_decay, seed=cfg.seed,
-                       checkpoint_every=cfg.eval_every)
 
 
 def run_arm(name: str, source: str | Path, run_dir: str | Path, cfg: GrowthExperimentConfig,
             progress: bool = False) -> dict:
-    """Builds one arm's deep model, trains it in `eval_every` segments and evaluates after each.
+    """Builds one arm's deep model, trains it and evaluates it at step 0, every `eval_every` steps
+    and at the end (a `lab.train.TrainCallbacks` hook: one uninterrupted run).
 
     Writes `run_dir/init` (the step-0 pipeline) and `run_dir/train` (the trainer's run directory).
     Returns {"label", "strategy", "keep", "num_layers", "params", "loss": [[step, loss], ...],
@@ -219,52 +159,74 @@ def run_arm(name: str, source: str | Path, run_dir: str | Path, cfg: GrowthExper
     source_layers = load_pipeline(source).transformer.config.num_layers
     num_layers = cfg.growth_factor * source_layers
     shutil.rmtree(run_dir, ignore_errors=True)  # a rerun starts over: stale checkpoints would be resumed
-    init = initial_pipeline_dir(arm, source, run_dir / "init", num_layers, cfg.seed)
-    prompts = eval_prompt_set(cfg.eval_prompts, cfg.eval_prompt_limit)
-    evals = [[0, _geneval(init, prompts, cfg.images_per_prompt, cfg)]]
-    seconds = 0.0
-    for step in cfg.eval_steps()[1:]:
-        start = time.perf_counter()
-        pipe_dir = train(train_config(cfg, init, step), run_dir / "train", progress=progress)
-        seconds += time.perf_counter() - start
-        evals.append([step, _geneval(pipe_dir, prompts, cfg.images_per_prompt, cfg)])
+    init = initial_pipeline_dir(arm, source, run_dir / "init", num_layers, cfg.train.seed)
+    prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.eval_prompt_limit)
+    evals = [[0, _geneval(load_pipeline(init), prompts, cfg.images_per_prompt, cfg)]]
+
+    def evaluate(step: int, pipe) -> None:
+        evals.append([step, _geneval(pipe, prompts, cfg.images_per_prompt, cfg)])
+
+    trained = train(replace(cfg.train, init_from=str(init)), run_dir / "train", progress=progress,
+                    callbacks=TrainCallbacks(evaluate=evaluate, evaluate_every=cfg.eval_every))
     transformer = load_pipeline(init).transformer
     keep = None
     if arm.strategy != SCRATCH:
         keep = source_layers if arm.keep_all else default_keep(source_layers, arm.strategy)
+    log = run_dir / "train" / "train_log.jsonl"
     result = {
         "label": arm.label, "strategy": arm.strategy, "keep": keep, "num_layers": transformer.config.num_layers,
         "params": sum(p.numel() for p in transformer.parameters()),
-        "loss": [[r["step"], r["loss"]] for r in read_log(run_dir / "train" / "train_log.jsonl")],
+        "loss": [[r["step"], r["loss"]] for r in read_log(log)],
         "geneval": [[s, e["overall"]] for s, e in evals], "task_accuracy": evals[-1][1]["task_accuracy"],
-        "train_seconds": seconds, "pipeline": str(run_dir / "train" / "pipeline"),
+        "train_seconds": training_seconds(log, cfg.train.batch_size), "pipeline": str(trained),
     }
     if (init / GROWTH_FILE).is_file():
         result["growth"] = str(init / GROWTH_FILE)
     if cfg.final_prompts and name in cfg.final_arms:
-        final = _geneval(run_dir / "train" / "pipeline", cfg.final_prompts, cfg.final_images_per_prompt, cfg)
-        result["final_geneval"] = final
+        result["final_geneval"] = _geneval(load_pipeline(trained), cfg.final_prompts, cfg.final_images_per_prompt, cfg)
     return result
 
 
-def run_growth_experiment(source: str | Path, out_dir: str | Path, cfg: GrowthExperimentConfig = GrowthExperimentConfig(),
-                          progress: bool = False) -> dict:
-    """Runs every arm of `cfg.arms` from the pipeline in `source`, under `out_dir/<arm>`.
+def run_arms(source: str | Path, work: str | Path, cfg: GrowthExperimentConfig, progress: bool = False) -> dict:
+    """Runs every arm of `cfg.arms` from the pipeline in `source`, under `work/<arm>`.
 
     Returns {"config", "source": {"path", "num_layers", "geneval", "final_geneval"?},
-    "runs": {arm: run_arm(...)}, "summary": summarize(...)}; write it with
-    `lab.provenance.write_json`.
+    "runs": {arm: run_arm(...)}, "summary": summarize(...)}.
     """
     quiet_hub_logging()
-    source, out_dir = Path(source), Path(out_dir)
-    prompts = eval_prompt_set(cfg.eval_prompts, cfg.eval_prompt_limit)
-    source_info = {"path": str(source), "num_layers": load_pipeline(source).transformer.config.num_layers,
-                   "geneval": _geneval(source, prompts, cfg.images_per_prompt, cfg)["overall"]}
+    source, work = Path(source), Path(work)
+    prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.eval_prompt_limit)
+    pipe = load_pipeline(source)
+    source_info = {"path": str(source), "num_layers": pipe.transformer.config.num_layers,
+                   "geneval": _geneval(pipe, prompts, cfg.images_per_prompt, cfg)["overall"]}
     if cfg.final_prompts:
-        source_info["final_geneval"] = _geneval(source, cfg.final_prompts, cfg.final_images_per_prompt, cfg)
-    runs = {name: run_arm(name, source, out_dir / name, cfg, progress) for name in cfg.arms}
+        source_info["final_geneval"] = _geneval(pipe, cfg.final_prompts, cfg.final_images_per_prompt, cfg)
+    runs = {name: run_arm(name, source, work / name, cfg, progress) for name in cfg.arms}
     metrics = {"config": config_dict(cfg), "source": source_info, "runs": runs}
     metrics["summary"] = summarize(metrics, cfg.loss_window)
+    return metrics
+
+
+def run(cfg: GrowthExperimentConfig, out: str | Path | None = None, mode: str | None = None,
+        progress: bool = False) -> dict:
+    """The whole experiment: every arm (`run_arms`) from `cfg.source` (or its stand-in) in
+    `cfg.work_dir`, plus the full-set target read from the shipped models' cards (`cfg.shipped`).
+    Writes `out/growth_metrics.json` when `out` is given (with `mode`, the preset's name, when
+    given). Returns `run_arms`'s metrics, the source's "label", and "shipped" when measured."""
+    from lab.experiments import source_label, source_pipeline, work_directory
+    from lab.provenance import repo_path, write_json
+
+    work = work_directory(cfg.work_dir, "growth-runs-")
+    source = source_pipeline(cfg.source, cfg.stand_in, work, HOW_TO_MAKE_S)
+    metrics = run_arms(source, work, cfg, progress)
+    metrics["source"]["label"] = source_label(cfg.source, source)
+    card = shipped_geneval_gain(source, repo_path(cfg.shipped)) if cfg.shipped else None
+    if card is not None:
+        metrics["shipped"] = card
+    if mode:
+        metrics["mode"] = mode
+    if out is not None:
+        write_json(metrics, Path(out) / METRICS_FILE)
     return metrics
 
 
@@ -380,3 +342,25 @@ def summary_table(metrics: dict) -> str:
         rows.append(f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | "
                     f"{e['geneval_gain_over_source']:+.3f} |")
     return head + "\n".join(rows) + "\n"
+
+
+def figures(metrics: dict, stamp: dict | None = None) -> dict:
+    """The experiment's figures by name (lab.plots draws them): "growth_vs_scratch" (part (a)) and
+    "growth_strategies" (part (b)), each training loss and GenEval-mini against steps; an arm keeps
+    its colour in both."""
+    from lab import plots
+
+    cfg, source = metrics["config"], metrics["source"]
+    n = source["num_layers"]
+    if stamp is None:
+        stamp = {"mode": metrics.get("mode", "?"), "source": source.get("label", source["path"]),
+                 "blocks": f"{n}->{cfg['growth_factor'] * n}", "steps": cfg["train"]["steps"],
+                 "batch": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"], "seed": cfg["train"]["seed"]}
+    labels = {name: run["label"] for name, run in metrics["runs"].items()}
+    reference = {f"S ({n} blocks)": source["geneval"]}
+    colors = plots.run_colors(ARMS)
+    parts = {"growth_vs_scratch": (COMPARISON_ARMS, "Grown L vs L from scratch"),
+             "growth_strategies": (STRATEGY_ARMS, "Growth initialisations")}
+    return {name: plots.training_curves(curves(metrics, arms, "loss"), curves(metrics, arms, "geneval"), reference=reference,
+                                        labels=labels, colors=colors, title=title, stamp=stamp)
+            for name, (arms, title) in parts.items()}
