@@ -6,8 +6,8 @@ those whose inputs have not changed since their last run (`lab reproduce`).
 
 Each run leaves `<out>/<name>/reproduce.json` (RECORD) beside the outputs: the inputs it ran with
 (notebook digest, parameters, checkpoint digests, code version), its wall time and provenance. A
-notebook whose recorded inputs equal the current ones is skipped unless `force`. A new notebook is
-one line of REGISTRY.
+notebook whose recorded inputs equal the current ones is skipped unless `force`. A new experiment is
+one line of REGISTRY: its notebook, module (`lab.experiments.<name>`), presets and checkpoints.
 """
 
 from __future__ import annotations
@@ -21,34 +21,50 @@ from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 
-from lab.experiments import MODES
+from lab.experiments import MODES, PRESETS_DIR
 from lab.provenance import REPO_ROOT, portable, write_json
 
 
 @dataclass(frozen=True)
 class Notebook:
-    """One experiment notebook and what it needs."""
+    """One experiment: its notebook, its module and what it needs."""
 
-    name: str  # its folder under reports/
+    name: str  # its folder under reports/, its presets configs/experiments/<name>.yaml
     notebook: str  # the notebook, relative to the repository root (or absolute)
     paper: str  # what of SANA 1.5 it reproduces
     after: tuple[str, ...] = ()  # experiments that run before it
     checkpoints: tuple[str, ...] = ()  # checkpoint directories it reads: digested, and required in full mode
-    metrics: str = "metrics.json"  # its metrics JSON inside its folder
+    metrics: str = "metrics.json"  # its metrics JSON inside its folder (the module's METRICS_FILE)
+    module: str = ""  # its lab.experiments module: Config, run(cfg, out) -> metrics, figures(metrics)
 
     @property
     def path(self) -> Path:
         return REPO_ROOT / self.notebook
 
+    @property
+    def presets(self) -> Path:
+        """Its quick and full presets (read by `lab.experiments.preset`)."""
+        return REPO_ROOT / PRESETS_DIR / f"{self.name}.yaml"
+
+    def experiment(self):
+        """Its module, imported now (it imports torch: the registry itself stays light)."""
+        import importlib
+
+        if not self.module:
+            raise ValueError(f"experiment {self.name!r} names no module; expected one of lab.experiments")
+        return importlib.import_module(self.module)
+
 
 REGISTRY = {nb.name: nb for nb in (
-    Notebook("came8bit", "notebooks/came8bit.ipynb", "memory table (§2.3)"),
+    Notebook("came8bit", "notebooks/came8bit.ipynb", "memory table (§2.3)", module="lab.experiments.came8bit"),
     Notebook("growth", "notebooks/growth.ipynb", "Fig. 2, init-strategy table (§2.2)", (), ("checkpoints/S", "checkpoints/L"),
-             "growth_metrics.json"),
-    Notebook("block_importance", "notebooks/block_importance.ipynb", "Fig. 6", (), ("checkpoints/L",)),
+             "growth_metrics.json", module="lab.experiments.growth"),
+    Notebook("block_importance", "notebooks/block_importance.ipynb", "Fig. 6", (), ("checkpoints/L",),
+             module="lab.experiments.block_importance"),
     Notebook("pruning", "notebooks/pruning.ipynb", "Fig. 7, pruning table", ("block_importance",),
-             ("checkpoints/L", "checkpoints/S")),
-    Notebook("scaling", "notebooks/scaling.ipynb", "Figs. 8-11 (§4)", (), ("checkpoints/S", "checkpoints/L", "checkpoints/judge")),
+             ("checkpoints/L", "checkpoints/S"), module="lab.experiments.pruning"),
+    Notebook("scaling", "notebooks/scaling.ipynb", "Figs. 8-11 (§4)", (), ("checkpoints/S", "checkpoints/L", "checkpoints/judge"),
+             module="lab.experiments.scaling"),
 )}
 
 RECORD = "reproduce.json"  # the inputs of a notebook's last successful run, beside its outputs

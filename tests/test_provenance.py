@@ -44,14 +44,14 @@ def test_a_quick_runs_temporary_work_directory_is_removed_when_the_process_exits
     import sys
     from pathlib import Path
 
-    code = "from lab.experiments import work_directory; w = work_directory('quick'); (w / 'x').write_text('1'); print(w)"
+    code = "from lab.experiments import work_directory; w = work_directory(); (w / 'x').write_text('1'); print(w)"
     path = Path(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip())
     assert path.name.startswith("lab-") and not path.exists()
     from lab.experiments import work_directory
     from lab.provenance import REPO_ROOT
 
-    assert work_directory("full", "", "runs/pruning") == REPO_ROOT / "runs/pruning"  # kept: resumable
-    assert work_directory("quick", str(tmp_path)) == tmp_path  # a given work_dir is kept too
+    assert work_directory("runs/pruning") == REPO_ROOT / "runs/pruning"  # a given work_dir is kept: resumable
+    assert work_directory(str(tmp_path)) == tmp_path
 
 
 def test_temporary_directories_of_killed_processes_are_removed_by_the_next_quick_run(tmp_path, monkeypatch):

@@ -31,6 +31,7 @@ from lab.judge import JudgeScores, load_judge, reliability
 from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, nfe_per_image
 from lab.scaling import rank
 
+METRICS_FILE = "metrics.json"
 SEED = 2_000_000_000  # candidate seeds start here: apart from benchmark seeds (0..) and the judge's data
 TIMING_BATCH = 16  # images per timed generation when measuring seconds per image
 TARGETS = {"best_of_16_L": 0.80, "gain_at_16": 0.25}  # issue 13: learned-judge best-of-16 on L; gain over N=1
@@ -56,6 +57,9 @@ class ScalingConfig:
         bad = [n for n in self.ns if n < 1 or self.n_max % n]
         if bad:
             raise ValueError(f"ns {list(bad)} do not divide n_max = {self.n_max}; expected divisors such as 1, 2, 4")
+
+
+Config = ScalingConfig
 
 
 def interleaved(prompts: list[world.Prompt], limit: int = 0) -> list[world.Prompt]:
@@ -182,7 +186,7 @@ def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True
     metrics["frontier"] = frontier(cfg, metrics)
     metrics["targets"] = check_targets(cfg, metrics)
     if out is not None:
-        write_json(metrics, Path(out) / "metrics.json")
+        write_json(metrics, Path(out) / METRICS_FILE)
     return metrics
 
 
