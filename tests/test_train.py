@@ -148,3 +148,93 @@ def test_trainer_runs_and_resumes_with_every_optimizer(tiny_vae_dir, tmp_path, o
     train(cfg, tmp_path / "resumed", progress=False)
     a, b = transformer_weights(tmp_path / "straight"), transformer_weights(tmp_path / "resumed")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ----------------------------------------------------------------------------------------------
+# One training step, shared with the benchmarks; callbacks
+
+
+def test_callbacks_fire_at_their_steps_and_change_nothing_and_a_resumed_run_evaluates_the_same_weights(
+        tiny_vae_dir, tmp_path, monkeypatch):
+    from lab import world
+    from lab.train import TrainCallbacks
+
+    cfg = tiny_config(tiny_vae_dir, steps=5)  # checkpoints at 2, 4 and the end
+
+    def watch(seen):
+        def evaluate(step, pipe):
+            assert not pipe.transformer.training  # evaluated in eval mode
+            seen["evaluate"][step] = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
+
+        return TrainCallbacks(on_step=lambda step, rec: seen["step"].append((step, rec["step"])),
+                              on_checkpoint=lambda step, path: seen["checkpoint"].append((step, path.name)),
+                              evaluate=evaluate, evaluate_every=2)
+
+    hooked = {"step": [], "checkpoint": [], "evaluate": {}}
+    train(cfg, tmp_path / "hooked", progress=False, callbacks=watch(hooked))
+    assert hooked["step"] == [(s, s) for s in range(1, 6)]
+    assert hooked["checkpoint"] == [(2, "checkpoint"), (4, "checkpoint"), (5, "checkpoint")]
+    assert sorted(hooked["evaluate"]) == [2, 4, 5]  # every 2 steps and after the last
+    train(cfg, tmp_path / "plain", progress=False)
+    plain = transformer_weights(tmp_path / "plain")
+    assert all(torch.equal(plain[k], transformer_weights(tmp_path / "hooked")[k]) for k in plain)
+    assert all(torch.equal(plain[k], hooked["evaluate"][5][k]) for k in plain)  # the EMA weights it saves
+
+    real_batch, calls = world.training_batch, []
+
+    def crash_at_step_3(seed, batch_size, *args):
+        calls.append(seed)
+        if len(calls) == 3:
+            raise RuntimeError("crash")
+        return real_batch(seed, batch_size, *args)
+
+    monkeypatch.setattr(world, "training_batch", crash_at_step_3)
+    first = {"step": [], "checkpoint": [], "evaluate": {}}
+    with pytest.raises(RuntimeError, match="crash"):
+        train(cfg, tmp_path / "resumed", progress=False, callbacks=watch(first))
+    monkeypatch.setattr(world, "training_batch", real_batch)
+    second = {"step": [], "checkpoint": [], "evaluate": {}}
+    train(cfg, tmp_path / "resumed", progress=False, callbacks=watch(second))
+    assert [s for s, _ in first["step"]] == [1, 2] and sorted(first["evaluate"]) == [2]
+    assert [s for s, _ in second["step"]] == [3, 4, 5] and sorted(second["evaluate"]) == [4, 5]
+    for step in (4, 5):
+        assert all(torch.equal(hooked["evaluate"][step][k], second["evaluate"][step][k]) for k in plain)
+
+
+def test_callbacks_refuse_an_evaluation_without_a_cadence():
+    from lab.train import TrainCallbacks
+
+    with pytest.raises(ValueError, match="evaluate_every=0"):
+        TrainCallbacks(evaluate=lambda step, pipe: None)
+    with pytest.raises(ValueError, match="evaluate_every=3 with evaluate=None"):
+        TrainCallbacks(evaluate_every=3)
+
+
+def test_training_step_clips_only_when_asked_and_drops_captions_only_from_prompts():
+    from lab.model import build_transformer
+    from lab.train import drop_captions, training_step
+
+    torch.manual_seed(0)
+    model = build_transformer("tiny")
+    c = model.config
+    latents = torch.randn(2, c.in_channels, c.sample_size, c.sample_size)
+    text = (torch.randn(2, 4, c.caption_channels), torch.ones(2, 4, dtype=torch.long))
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    assert training_step(model, opt, latents, text, torch.Generator().manual_seed(0)).grad_norm is None
+    clipped = training_step(model, opt, latents, text, torch.Generator().manual_seed(0), grad_clip=1e-3)
+    assert clipped.grad_norm > 1e-3  # the norm before clipping ...
+    after = torch.stack([p.grad.norm() for p in model.parameters() if p.grad is not None]).norm()
+    assert after == pytest.approx(1e-3, rel=1e-4)  # ... and the gradient the optimizer saw
+    with pytest.raises(ValueError, match="caption_dropout=0.1 needs the prompts"):
+        training_step(model, opt, latents, text, torch.Generator(), caption_dropout=0.1)
+    g = torch.Generator().manual_seed(0)
+    assert drop_captions(["a", "b"], 0.0, g) == ["a", "b"] and torch.equal(g.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert drop_captions(["a"] * 1000, 0.1, g).count("") in range(60, 140)
+
+
+def test_benchmarks_and_the_came8bit_experiment_train_with_the_trainers_step():
+    import lab.bench.train as bench_train
+    from lab.experiments import came8bit
+    from lab.train import training_step
+
+    assert bench_train.training_step is training_step and came8bit.training_step is training_step  # bench optim: came8bit.step
