@@ -1,7 +1,8 @@
 """Benchmarks: `lab bench NAME [options]` runs `lab.bench.NAME.main(argv)`, which measures and
 writes JSON (with provenance) under `reports/bench/NAME.json` unless `--out` says otherwise.
 
-Each benchmark is its own module here; targets are checked by these, never by timed tests.
+Each benchmark is its own module here; targets are checked by these, never by timed tests. Modules
+whose names start with `_` are shared pieces, not benchmarks (`_timing`: wall and CPU seconds per call).
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from lab import world
-from lab.bench.timing import time_calls
+from lab.bench._timing import time_calls
 from lab.model import build_pipeline, build_vae, load_pipeline, text_max_length
 from lab.provenance import write_json
 from lab.pruning import block_importance

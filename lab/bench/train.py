@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lab.bench.timing import time_calls
+from lab.bench._timing import time_calls
 from lab.model import build_pipeline, encode_text
 from lab.optim import build_optimizer
 from lab.provenance import write_json

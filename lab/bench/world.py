@@ -12,7 +12,7 @@ import argparse
 import numpy as np
 
 from lab import world
-from lab.bench.timing import time_calls
+from lab.bench._timing import time_calls
 
 TARGET_SCENES_PER_S = 2000.0
 BATCH_SIZE = 64  # for the training_batch measurement
