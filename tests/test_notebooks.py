@@ -25,6 +25,7 @@ def test_notebook_is_stored_without_outputs_and_tags_its_parameters(path):
     assert all(not c.get("outputs") for c in code), "executed copies belong under reports/, not notebooks/"
 
 
+@pytest.mark.slow  # the longest tests of the suite: `pytest -m "not slow"` leaves them out
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def test_notebook_runs_in_quick_mode_under_papermill(path, tmp_path):
     import papermill
@@ -41,3 +42,12 @@ def test_papermill_reads_every_parameter_line(path, caplog):
     with caplog.at_level("WARNING", logger="papermill"):
         names = papermill.inspect_notebook(str(path))
     assert "mode" in names and not [r for r in caplog.records if "Unable to parse" in r.getMessage()]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_takes_its_config_from_the_presets_and_calls_its_experiment_module(path):
+    source = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    name = path.stem
+    assert f"preset({name}." in source or "preset(scaling.ScalingConfig" in source, "cfg = preset(...)"
+    assert f"{name}.run(cfg, out" in source and f"{name}.figures(metrics" in source
+    assert "def " not in source, "a helper defined in a notebook belongs in lab/"
