@@ -99,10 +99,6 @@ class GrowthExperimentConfig:
         if self.growth_factor < 2:
             raise ValueError(f"growth_factor={self.growth_factor} must be >= 2 (the deep model has more blocks)")
 
-    def eval_steps(self) -> list[int]:
-        """Steps at which every arm is evaluated: 0, eval_every, 2 eval_every, ..., train.steps."""
-        return sorted({*range(0, self.train.steps, self.eval_every), self.train.steps})
-
 
 Config = GrowthExperimentConfig
 
