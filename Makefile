@@ -32,6 +32,7 @@ chromium:
 
 test: setup
 	$(BIN)/ruff check lab tests app.py
+	$(BIN)/ruff format --check lab tests app.py
 	$(BIN)/python -m pytest -n 2 -q
 
 # The app on http://$(HOST):$(PORT) with the shipped models (CPU, or CUDA when present).
@@ -40,6 +41,7 @@ demo: setup
 
 lint: setup
 	$(BIN)/ruff check lab tests app.py
+	$(BIN)/ruff format --check lab tests app.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -40,8 +40,15 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                 progress(len(frame.summary["verdicts"]) / frame.summary["n"], desc=frame.stage)
                 gallery = [(files.path(i, image), text) for i, (image, text) in zip(frame.indices, frame.gallery)]
                 winner = None if frame.winner is None else files.path(frame.summary["winner"], frame.winner)
-                yield (gallery, frame.bracket, winner, frame.winner_text, frame.compute, frame.best_so_far,
-                       frame.summary)
+                yield (
+                    gallery,
+                    frame.bracket,
+                    winner,
+                    frame.winner_text,
+                    frame.compute,
+                    frame.best_so_far,
+                    frame.summary,
+                )
         except demo.DemoError as e:
             raise gr.Error(str(e)) from None
         except Exception as e:  # anything else (out of memory, a broken checkpoint mid-run): a message, not a dead page
@@ -65,15 +72,23 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
             gr.Warning(problem)
 
     with gr.Blocks(title="SANA 1.5 lab: best-of-N") as page:
-        gr.Markdown("# SANA 1.5 lab: best-of-N with a judge\nPick a model and depth, a prompt and N. "
-                    "The candidates arrive as they are generated, the judge scores each one, and a tournament "
-                    "ranks them. Each caption shows the judge's P(yes) and the exact evaluator's verdict.")
+        gr.Markdown(
+            "# SANA 1.5 lab: best-of-N with a judge\nPick a model and depth, a prompt and N. "
+            "The candidates arrive as they are generated, the judge scores each one, and a tournament "
+            "ranks them. Each caption shows the judge's P(yes) and the exact evaluator's verdict."
+        )
         with gr.Tab("Best-of-N"):
             with gr.Row():
                 with gr.Column(scale=1):
                     model = gr.Radio(session.model_names, value=session.model_names[0], label="model")
-                    depth = gr.Slider(span[0], span[1], value=span[1], step=1, label=f"depth of {prunable} (blocks kept)",
-                                      visible=bool(session.depths(session.model_names[0])))
+                    depth = gr.Slider(
+                        span[0],
+                        span[1],
+                        value=span[1],
+                        step=1,
+                        label=f"depth of {prunable} (blocks kept)",
+                        visible=bool(session.depths(session.model_names[0])),
+                    )
                     prompt = gr.Textbox(label="prompt", value="a photo of two circles", elem_id="prompt")
                     with gr.Row():
                         random_button = gr.Button("random prompt", size="sm")
@@ -90,18 +105,25 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                 with gr.Column(scale=2):
                     winner_text = gr.Markdown(elem_id="winner-text")
                     with gr.Row():
-                        winner = gr.Image(label="winner", type="filepath", format="png", height=192, width=192,
-                                          elem_id="winner")
+                        winner = gr.Image(
+                            label="winner", type="filepath", format="png", height=192, width=192, elem_id="winner"
+                        )
                         curve = gr.Plot(label="best-so-far verdict vs N")
                     compute = gr.Markdown(elem_id="compute")
-                    gallery = gr.Gallery(label="candidates (judge P(yes), evaluator verdict)", columns=GALLERY_COLUMNS,
-                                         format="png", height=GALLERY_HEIGHT, elem_id="candidates")
+                    gallery = gr.Gallery(
+                        label="candidates (judge P(yes), evaluator verdict)",
+                        columns=GALLERY_COLUMNS,
+                        format="png",
+                        height=GALLERY_HEIGHT,
+                        elem_id="candidates",
+                    )
                     bracket = gr.Plot(label="tournament bracket")
                     with gr.Accordion("result (JSON)", open=False):
                         summary = gr.JSON(label="result")
         with gr.Tab("Depth and compute"):
-            gr.Markdown(f"Block importance of {prunable}: the depth slider keeps the most important blocks "
-                        "(highlighted).")
+            gr.Markdown(
+                f"Block importance of {prunable}: the depth slider keeps the most important blocks (highlighted)."
+            )
             importance_plot = gr.Plot(label="block importance")
             note = demo.frontier_note()
             if note:
@@ -122,15 +144,26 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", nargs="+", metavar="NAME=PATH", default=[f"{k}={v}" for k, v in demo.DEFAULT_MODELS.items()],
-                   help="SanaPipeline directories to serve (one with an importance.json beside it gets a depth slider)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        metavar="NAME=PATH",
+        default=[f"{k}={v}" for k, v in demo.DEFAULT_MODELS.items()],
+        help="SanaPipeline directories to serve (one with an importance.json beside it gets a depth slider)",
+    )
     p.add_argument("--judge", default=demo.DemoConfig.judge, help="a transformers image-text-to-text model directory")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
     p.add_argument("--host", default=HOST)
     p.add_argument("--port", type=int, default=PORT)
-    p.add_argument("--preload", action=argparse.BooleanOptionalAction, default=True,
-                   help="load the first model and the judge before serving (first click is fast)")
+    p.add_argument(
+        "--preload",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="load the first model and the judge before serving (first click is fast)",
+    )
     return p.parse_args(argv)
 
 

@@ -55,12 +55,19 @@ class Interval:
     n_prompts: int
 
     def to_json(self) -> dict:
-        return {"overall": self.overall, "overall_interval": list(self.overall_interval), "task": self.task,
-                "task_interval": {t: list(v) for t, v in self.task_interval.items()},
-                "n_images": self.n_images, "n_prompts": self.n_prompts}
+        return {
+            "overall": self.overall,
+            "overall_interval": list(self.overall_interval),
+            "task": self.task,
+            "task_interval": {t: list(v) for t, v in self.task_interval.items()},
+            "n_images": self.n_images,
+            "n_prompts": self.n_prompts,
+        }
 
 
-def bootstrap(values: np.ndarray, tasks: Sequence[str], groups: Sequence, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> Interval:
+def bootstrap(
+    values: np.ndarray, tasks: Sequence[str], groups: Sequence, config: BootstrapConfig = DEFAULT_BOOTSTRAP
+) -> Interval:
     """Mean of per-task means of `values`, with a stratified two-level bootstrap interval.
 
     Args:
@@ -73,11 +80,15 @@ def bootstrap(values: np.ndarray, tasks: Sequence[str], groups: Sequence, config
     """
     values = np.asarray(values, np.float64)
     if values.ndim != 1 or len(values) != len(tasks) or len(values) != len(groups):
-        raise ValueError(f"values {values.shape}, {len(tasks)} tasks and {len(groups)} groups; expected one of each per image")
+        raise ValueError(
+            f"values {values.shape}, {len(tasks)} tasks and {len(groups)} groups; expected one of each per image"
+        )
     if not len(values):
         raise ValueError("no images to bootstrap")
     if not 0 < config.confidence < 1 or config.n_resamples < 1:
-        raise ValueError(f"confidence {config.confidence} and n_resamples {config.n_resamples}; expected (0, 1) and >= 1")
+        raise ValueError(
+            f"confidence {config.confidence} and n_resamples {config.n_resamples}; expected (0, 1) and >= 1"
+        )
     rng = np.random.default_rng(config.seed)
     present = [t for t in TASKS if t in set(tasks)] + sorted(set(tasks) - set(TASKS))
     point, reps, n_prompts = {}, {}, 0
@@ -96,8 +107,14 @@ def bootstrap(values: np.ndarray, tasks: Sequence[str], groups: Sequence, config
         lo, hi = np.quantile(x, [tail, 1 - tail])
         return float(lo), float(hi)
 
-    return Interval(float(np.mean(list(point.values()))), bounds(overall_reps), point,
-                    {t: bounds(reps[t]) for t in present}, len(values), n_prompts)
+    return Interval(
+        float(np.mean(list(point.values()))),
+        bounds(overall_reps),
+        point,
+        {t: bounds(reps[t]) for t in present},
+        len(values),
+        n_prompts,
+    )
 
 
 def _two_level(values: np.ndarray, members: list[list[int]], n_resamples: int, rng: np.random.Generator) -> np.ndarray:

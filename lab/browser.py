@@ -15,8 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CHROMIUM_CANDIDATES = ("/usr/bin/chromium", "/usr/bin/chromium-browser")
-CHROMIUM_ARGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run")
+CHROMIUM_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+)
 VIEWPORT = {"width": 1400, "height": 1100}  # CSS pixels: the whole first tab on one screenshot
 PAGE_TIMEOUT_MS = 60_000  # loading the page and its scripts
 WINNER_TIMEOUT_MS = 240_000  # a best-of-N on a CPU
@@ -92,7 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m lab.browser URL --prompt ... --n 8 --out reports/app/screenshot.png`"""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m lab.browser", description="screenshot the running app after a best-of-N")
+    p = argparse.ArgumentParser(
+        prog="python -m lab.browser", description="screenshot the running app after a best-of-N"
+    )
     p.add_argument("url")
     p.add_argument("--prompt", default="a photo of two circles")
     p.add_argument("--n", type=int, default=8)

@@ -64,11 +64,19 @@ def claim_output_dir(path: str | os.PathLike, recorded: dict | None, wanted: dic
     if recorded is None:
         found = "files of no lab run of this kind"
     else:
-        found = "another run (differs in " + ", ".join(
-            f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in sorted(wanted.keys() | recorded.keys())
-            if recorded.get(k) != wanted.get(k)) + ")"
-    raise FileExistsError(f"output {path} is not empty: it holds {found}; choose another output or pass --overwrite "
-                          "(overwrite=True) to replace it")
+        found = (
+            "another run (differs in "
+            + ", ".join(
+                f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now"
+                for k in sorted(wanted.keys() | recorded.keys())
+                if recorded.get(k) != wanted.get(k)
+            )
+            + ")"
+        )
+    raise FileExistsError(
+        f"output {path} is not empty: it holds {found}; choose another output or pass --overwrite "
+        "(overwrite=True) to replace it"
+    )
 
 
 def save_state(directory: Path, optimizer: torch.optim.Optimizer, state: dict) -> None:

@@ -189,15 +189,26 @@ def _best_of_n(args: argparse.Namespace) -> None:
     verdicts = [evaluate_image(x, args.prompt) for x in result.images]
     order = result.ranking
     captions = [f"#{r + 1} P(yes)={result.scores.p_yes[i]:.2f}" for r, i in enumerate(order)]
-    fig = plots.image_grid(result.images[order], captions, [verdicts[i] for i in order],
-                           title=f"{args.prompt!r}: best of {args.n} by {judge.name} ({args.select})",
-                           stamp={"model": args.model, "judge": judge.name, "seed": args.seed, "steps": sampler.steps,
-                                  "cfg": sampler.guidance_scale})
+    fig = plots.image_grid(
+        result.images[order],
+        captions,
+        [verdicts[i] for i in order],
+        title=f"{args.prompt!r}: best of {args.n} by {judge.name} ({args.select})",
+        stamp={
+            "model": args.model,
+            "judge": judge.name,
+            "seed": args.seed,
+            "steps": sampler.steps,
+            "cfg": sampler.guidance_scale,
+        },
+    )
     fig.savefig(args.out)
     w = result.winner
-    print(f"winner: candidate {w} (seed {result.seeds[w]}), P(yes) {result.scores.p_yes[w]:.3f}, evaluator "
-          f"{'pass' if verdicts[w].correct else 'fail'} ({verdicts[w].reason}); {result.judge_calls} judge calls, "
-          f"{result.model_calls} model calls -> {args.out}")
+    print(
+        f"winner: candidate {w} (seed {result.seeds[w]}), P(yes) {result.scores.p_yes[w]:.3f}, evaluator "
+        f"{'pass' if verdicts[w].correct else 'fail'} ({verdicts[w].reason}); {result.judge_calls} judge calls, "
+        f"{result.model_calls} model calls -> {args.out}"
+    )
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -210,8 +221,16 @@ def _train(args: argparse.Namespace) -> None:
     from lab.zoo import model_path
 
     init = str(model_path(args.init_from)) if args.init_from else None
-    cfg = _usage(load_config, TrainConfig, args.config, steps=args.steps, seed=args.seed, init_from=init,
-                 optimizer=args.optimizer)
+    cfg = _usage(
+        load_config,
+        TrainConfig,
+        args.config,
+        steps=args.steps,
+        seed=args.seed,
+        init_from=init,
+        optimizer=args.optimizer,
+    )
+
     # A run directory is the same run when its config matches, steps aside (training on extends it).
     def identity(c: dict | None) -> dict | None:
         return None if c is None else {k: v for k, v in c.items() if k != "steps"}
@@ -237,8 +256,13 @@ def _generate(args: argparse.Namespace) -> None:
     seeds = candidate_seeds(args.seed, args.n)
     sampler = _sampler(args)
     images = generate(pipe, [args.prompt] * args.n, seeds, sampler, step_progress=True)
-    stamp = {"model": args.model, "prompt": args.prompt, "steps": sampler.steps, "cfg": sampler.guidance_scale,
-             "seed": args.seed}
+    stamp = {
+        "model": args.model,
+        "prompt": args.prompt,
+        "steps": sampler.steps,
+        "cfg": sampler.guidance_scale,
+        "seed": args.seed,
+    }
     fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], title=args.prompt, stamp=stamp)
     _save_figure(fig, args.out, dpi=args.dpi)
 
@@ -250,7 +274,9 @@ def _world_render(args: argparse.Namespace) -> None:
     seeds = list(range(args.seed, args.seed + args.n))
     images = [world.render_prompt(prompt, s) for s in seeds]
     stamp = {"prompt": prompt.text, "seed": args.seed, "n": args.n}
-    fig = plots.image_grid(images, captions=[f"seed {s}" for s in seeds], ncols=args.ncols, title=prompt.text, stamp=stamp)
+    fig = plots.image_grid(
+        images, captions=[f"seed {s}" for s in seeds], ncols=args.ncols, title=prompt.text, stamp=stamp
+    )
     _save_figure(fig, args.out)
 
 
@@ -277,8 +303,16 @@ def _evaluate(args: argparse.Namespace) -> None:
     if args.samples:
         print(f"wrote {save_samples(images, report.prompt_indices, args.samples, prompt_set=args.prompts)}")
     if args.out:
-        write_report(report, args.out, model=args.model, prompts=args.prompts, images_per_prompt=args.images_per_prompt,
-                     steps=sampler.steps, cfg=sampler.guidance_scale, seed=args.seed)
+        write_report(
+            report,
+            args.out,
+            model=args.model,
+            prompts=args.prompts,
+            images_per_prompt=args.images_per_prompt,
+            steps=sampler.steps,
+            cfg=sampler.guidance_scale,
+            seed=args.seed,
+        )
         print(f"wrote {args.out}")
 
 
@@ -286,8 +320,9 @@ def _export(args: argparse.Namespace) -> None:
     from lab.zoo import CHECKPOINTS, export_run
 
     dest = args.to or CHECKPOINTS / args.name
-    scores = export_run(args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts),
-                        args.images_per_prompt)
+    scores = export_run(
+        args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts), args.images_per_prompt
+    )
     print(f"exported {args.run} to {dest}: " + ", ".join(f"GenEval-mini {k} {v:.3f}" for k, v in scores.items()))
 
 
@@ -304,14 +339,23 @@ def _grow(args: argparse.Namespace) -> None:
     keep = args.keep if args.keep is not None else _usage(default_keep, spec.source_layers, args.strategy)
     # growth.json records the run: the same arguments may redo it, others need --overwrite
     keys = ("source", "num_layers", "strategy", "keep", "zero_init_copies", "seed")
-    wanted = portable({"source": str(source), "num_layers": args.num_layers, "strategy": args.strategy, "keep": keep,
-                       "zero_init_copies": args.zero_init_copies, "seed": args.seed})
+    wanted = portable(
+        {
+            "source": str(source),
+            "num_layers": args.num_layers,
+            "strategy": args.strategy,
+            "keep": keep,
+            "zero_init_copies": args.zero_init_copies,
+            "seed": args.seed,
+        }
+    )
     record = args.out / GROWTH_FILE
     recorded = {k: v for k, v in json.loads(record.read_text()).items() if k in keys} if record.is_file() else None
     _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
     try:
-        out = grow_pipeline_dir(source, args.out, args.num_layers, args.strategy, args.keep, args.zero_init_copies,
-                                args.seed)
+        out = grow_pipeline_dir(
+            source, args.out, args.num_layers, args.strategy, args.keep, args.zero_init_copies, args.seed
+        )
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from e
     print(f"wrote {out}")
@@ -333,11 +377,21 @@ def _prune(args: argparse.Namespace) -> None:
     _usage(pruning.check_depth, model_spec(args.model).source_layers, args.depth)  # before loading anything
     cfg = None
     if args.finetune_steps > 0:
-        cfg = _usage(load_config, TrainConfig, args.finetune_config, init_from=str(out / "pruned"),
-                     steps=args.finetune_steps)
-    wanted = {"command": "prune", "model": args.model, "depth": args.depth, "by": args.by, "seed": args.seed,
-              "prompts": args.prompts, "timesteps": timesteps, "finetune_steps": args.finetune_steps,
-              "importance": str(args.importance or ""), "finetune_config": str(args.finetune_config)}
+        cfg = _usage(
+            load_config, TrainConfig, args.finetune_config, init_from=str(out / "pruned"), steps=args.finetune_steps
+        )
+    wanted = {
+        "command": "prune",
+        "model": args.model,
+        "depth": args.depth,
+        "by": args.by,
+        "seed": args.seed,
+        "prompts": args.prompts,
+        "timesteps": timesteps,
+        "finetune_steps": args.finetune_steps,
+        "importance": str(args.importance or ""),
+        "finetune_config": str(args.finetune_config),
+    }
     recorded = json.loads((out / RUN_RECORD).read_text()) if (out / RUN_RECORD).is_file() else None
     same = _usage(claim_output_dir, out, recorded, wanted, args.overwrite)
     if same and (out / "pruned" / "model_index.json").is_file():
@@ -349,11 +403,13 @@ def _prune(args: argparse.Namespace) -> None:
             if args.by == "importance" and args.importance:
                 table = pruning.ImportanceTable.load(args.importance)
             elif args.by == "importance":
-                table = pruning.block_importance(pipe, world.load_prompts(args.prompts), timesteps,
-                                                 seed=args.seed, source=args.model, progress=True)
+                table = pruning.block_importance(
+                    pipe, world.load_prompts(args.prompts), timesteps, seed=args.seed, source=args.model, progress=True
+                )
                 table.save(tmp / "importance.json")
-            pruning.prune_pipeline_dir(pipe, tmp / "pruned", args.depth, args.by, table, args.seed,
-                                       {"source": args.model})
+            pruning.prune_pipeline_dir(
+                pipe, tmp / "pruned", args.depth, args.by, table, args.seed, {"source": args.model}
+            )
             (tmp / RUN_RECORD).write_text(json.dumps(wanted, indent=2) + "\n")
         kept = json.loads((out / "pruned" / pruning.PRUNING_RECORD).read_text())["kept_blocks"]
         print(f"wrote {out / 'pruned'} (kept blocks {kept})")
@@ -379,8 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     from lab.reproduce import REGISTRY
 
     positive, non_negative, guidance = _at_least(1), _at_least(0), _at_least(0.0, float)
-    parser = _Parser(prog="lab", description="The SANA 1.5 lab. Relative paths are read from the working directory, "
-                     "then the repository; --model also takes a shipped name (S, L, L@12).")
+    parser = _Parser(
+        prog="lab",
+        description="The SANA 1.5 lab. Relative paths are read from the working directory, "
+        "then the repository; --model also takes a shipped name (S, L, L@12).",
+    )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -391,69 +450,118 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     names = bench.available()
-    p = command(sub, "bench", _bench, help=f"run a benchmark and write JSON: {', '.join(names)} (lab bench NAME --help)",
-                description=f"Benchmarks: {', '.join(names)}. `lab bench NAME --help` lists a benchmark's options.")
+    p = command(
+        sub,
+        "bench",
+        _bench,
+        help=f"run a benchmark and write JSON: {', '.join(names)} (lab bench NAME --help)",
+        description=f"Benchmarks: {', '.join(names)}. `lab bench NAME --help` lists a benchmark's options.",
+    )
     p.add_argument("name", choices=names, help=f"benchmark name: {', '.join(names)}")
     # everything after NAME (its --help too) belongs to the benchmark's own parser
     p.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's options")
 
     p = command(sub, "train-vae", _train_vae, help="train the lab's DC-AE on the shapes world")
-    p.add_argument("--config", type=_existing_file, default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields")
+    p.add_argument(
+        "--config", type=_existing_file, default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields"
+    )
     p.add_argument("--out", type=_writable_target, required=True, help="run directory; the model lands in OUT/vae")
     p.add_argument("--steps", type=positive, help="override the config's steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
 
     p = command(sub, "train", _train, help="train a SANA transformer with flow matching (resumes from OUT/checkpoint)")
-    p.add_argument("--config", type=_existing_file, default="configs/S.yaml", help="YAML of lab.train.TrainConfig fields")
-    p.add_argument("--out", type=_writable_target, required=True,
-                   help="run directory; the pipeline lands in OUT/pipeline. The same config (steps aside) resumes; "
-                   "another run's directory is refused unless --overwrite")
+    p.add_argument(
+        "--config", type=_existing_file, default="configs/S.yaml", help="YAML of lab.train.TrainConfig fields"
+    )
+    p.add_argument(
+        "--out",
+        type=_writable_target,
+        required=True,
+        help="run directory; the pipeline lands in OUT/pipeline. The same config (steps aside) resumes; "
+        "another run's directory is refused unless --overwrite",
+    )
     p.add_argument("--steps", type=positive, help="override the config's steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
-    p.add_argument("--init-from", type=_model, help="continue from this SanaPipeline (grown or pruned model, or a name)")
+    p.add_argument(
+        "--init-from", type=_model, help="continue from this SanaPipeline (grown or pruned model, or a name)"
+    )
     p.add_argument("--optimizer", help="override the optimizer: adamw, adamw8bit, came, came8bit")
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
 
     p = command(sub, "train-judge", _train_judge, help="train the lab's yes/no VLM judge on evaluator-labelled samples")
-    p.add_argument("--config", type=_existing_file, default="configs/judge.yaml", help="YAML of lab.judge_train.JudgeTrainConfig fields")
-    p.add_argument("--out", type=_writable_target, required=True, help="judge directory (model + processor), written atomically")
+    p.add_argument(
+        "--config",
+        type=_existing_file,
+        default="configs/judge.yaml",
+        help="YAML of lab.judge_train.JudgeTrainConfig fields",
+    )
+    p.add_argument(
+        "--out", type=_writable_target, required=True, help="judge directory (model + processor), written atomically"
+    )
     p.add_argument("--steps", type=positive, help="override the config's steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
 
-    p = command(sub, "best-of-n", _best_of_n, help="generate N candidates, rank them by a judge's tournament, save a grid")
+    p = command(
+        sub, "best-of-n", _best_of_n, help="generate N candidates, rank them by a judge's tournament, save a grid"
+    )
     p.add_argument("--model", type=_model, required=True, help="SanaPipeline directory or shipped name (S, L, L@12)")
     p.add_argument("--prompt", type=_prompt_text, required=True)
     p.add_argument("--n", type=positive, default=16, help="candidates (1 to lab.scaling.MAX_CANDIDATES)")
     p.add_argument("--judge", default="checkpoints/judge", help="judge directory (any transformers VLM) or 'oracle'")
     p.add_argument("--select", default="tournament", choices=["tournament", "topk", "score"])
     p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument("--cfg", type=guidance, help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)")
+    p.add_argument(
+        "--cfg",
+        type=guidance,
+        help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", type=_figure_file, default="best_of_n.png", help="figure of the ranked candidates")
 
     p = command(sub, "generate", _generate, help="generate N candidates for a prompt and save a grid")
-    p.add_argument("--model", type=_model, required=True,
-                   help="SanaPipeline directory or shipped name: S, L, L@12 (L pruned to 12 blocks)")
+    p.add_argument(
+        "--model",
+        type=_model,
+        required=True,
+        help="SanaPipeline directory or shipped name: S, L, L@12 (L pruned to 12 blocks)",
+    )
     p.add_argument("--prompt", type=_prompt_text, required=True)
     p.add_argument("--n", type=positive, default=16, help="candidates (>= 1); candidate i uses seed + i")
     p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument("--cfg", type=guidance, help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)")
+    p.add_argument(
+        "--cfg",
+        type=guidance,
+        help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=positive, default=100)
     p.add_argument("-o", "--out", type=_figure_file, default="grid.png", help="figure (missing folders are created)")
 
-    p = command(sub, "reproduce", _reproduce, help="run every experiment notebook with papermill into reports/ and index them",
-                description="Runs the notebooks of lab.reproduce.REGISTRY in dependency order into OUT/NAME (executed "
-                "notebook, figures, metrics, reproduce.json), skipping those whose inputs (notebook, parameters, "
-                "checkpoints, code) are unchanged since their last run, then writes OUT/README.md. A failing notebook "
-                "stops the batch with one line naming it and its cell (exit 1).")
+    p = command(
+        sub,
+        "reproduce",
+        _reproduce,
+        help="run every experiment notebook with papermill into reports/ and index them",
+        description="Runs the notebooks of lab.reproduce.REGISTRY in dependency order into OUT/NAME (executed "
+        "notebook, figures, metrics, reproduce.json), skipping those whose inputs (notebook, parameters, "
+        "checkpoints, code) are unchanged since their last run, then writes OUT/README.md. A failing notebook "
+        "stops the batch with one line naming it and its cell (exit 1).",
+    )
     p.add_argument("--mode", choices=MODES, default="full", help="full: the committed results; quick: a smoke test")
-    p.add_argument("--only", nargs="+", choices=list(REGISTRY), metavar="NAME",
-                   help=f"run only these (in dependency order): {', '.join(REGISTRY)}")
-    p.add_argument("--out", type=_writable_target,
-                   help="output folder (default reports/ in full mode, runs/reproduce-quick/ in quick mode)")
+    p.add_argument(
+        "--only",
+        nargs="+",
+        choices=list(REGISTRY),
+        metavar="NAME",
+        help=f"run only these (in dependency order): {', '.join(REGISTRY)}",
+    )
+    p.add_argument(
+        "--out",
+        type=_writable_target,
+        help="output folder (default reports/ in full mode, runs/reproduce-quick/ in quick mode)",
+    )
     p.add_argument("--force", action="store_true", help="rerun notebooks whose inputs are unchanged")
     p.add_argument("--workers", type=positive, default=1, help="notebooks run at once in separate processes")
     p.add_argument("--index-only", action="store_true", help="only rewrite OUT/README.md from the results there")
@@ -461,8 +569,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("world", help="the shapes world (lab world render --help)")
     world_sub = p.add_subparsers(dest="world_command", required=True)
     p = command(world_sub, "render", _world_render, help="render N scenes satisfying a prompt and save a grid")
-    p.add_argument("--prompt", type=_world_prompt, required=True,
-                   help="a prompt of the world, e.g. 'a photo of two red circles', 'a red circle left of a blue square'")
+    p.add_argument(
+        "--prompt",
+        type=_world_prompt,
+        required=True,
+        help="a prompt of the world, e.g. 'a photo of two red circles', 'a red circle left of a blue square'",
+    )
     p.add_argument("--n", type=positive, default=8, help="scenes; scene i uses seed + i")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ncols", type=positive, default=8, help="images per row")
@@ -470,14 +582,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("geneval", help="GenEval-mini, the shapes world's benchmark (lab geneval evaluate --help)")
     geneval_sub = p.add_subparsers(dest="geneval_command", required=True)
-    p = command(geneval_sub, "evaluate", _geneval_evaluate,
-                help="judge generated samples with GenEval's rules; print and write per-task accuracy",
-                description="SAMPLES is a folder of {prompt_index:05d}_{sample:02d}.png files or an .npz "
-                "with 'images' (N, 64, 64, 3) uint8 and 'prompt_index' (N,); `lab evaluate --samples S.npz` "
-                "(or lab.geneval.save_samples) writes both, and the .npz records its prompt set.")
+    p = command(
+        geneval_sub,
+        "evaluate",
+        _geneval_evaluate,
+        help="judge generated samples with GenEval's rules; print and write per-task accuracy",
+        description="SAMPLES is a folder of {prompt_index:05d}_{sample:02d}.png files or an .npz "
+        "with 'images' (N, 64, 64, 3) uint8 and 'prompt_index' (N,); `lab evaluate --samples S.npz` "
+        "(or lab.geneval.save_samples) writes both, and the .npz records its prompt set.",
+    )
     p.add_argument("samples", type=_existing, help="folder of PNGs or .npz file")
-    p.add_argument("--prompts", type=_prompt_set, default="quick",
-                   help="prompt set the indices refer to: quick, full, novel or a .jsonl path")
+    p.add_argument(
+        "--prompts",
+        type=_prompt_set,
+        default="quick",
+        help="prompt set the indices refer to: quick, full, novel or a .jsonl path",
+    )
     p.add_argument("--out", type=_writable_target, help="JSON to write (default: SAMPLES.geneval.json next to SAMPLES)")
 
     p = command(sub, "evaluate", _evaluate, help="GenEval-mini of a model: generate for a prompt set and judge")
@@ -485,49 +605,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", type=_prompt_set, default="full", help="quick, full, novel or a GenEval-style .jsonl")
     p.add_argument("--images-per-prompt", type=positive, default=4)
     p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument("--cfg", type=guidance, help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument("--batch-size", type=positive, help="images per pipeline call (default: lab.sampling.SamplerConfig's)")
+    p.add_argument(
+        "--cfg",
+        type=guidance,
+        help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
+    )
+    p.add_argument(
+        "--batch-size", type=positive, help="images per pipeline call (default: lab.sampling.SamplerConfig's)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--samples", type=_writable_target,
-                   help="also save the images (.npz, read by `lab geneval evaluate`, or a folder of PNGs)")
+    p.add_argument(
+        "--samples",
+        type=_writable_target,
+        help="also save the images (.npz, read by `lab geneval evaluate`, or a folder of PNGs)",
+    )
     p.add_argument("--out", type=_writable_target, help="JSON report path")
 
-    p = command(sub, "export", _export, help="ship a finished run to checkpoints/NAME with GenEval-mini and a model card")
+    p = command(
+        sub, "export", _export, help="ship a finished run to checkpoints/NAME with GenEval-mini and a model card"
+    )
     p.add_argument("run", type=_existing, help="run directory written by lab train")
     p.add_argument("--name", required=True)
     p.add_argument("--to", type=_writable_target, help="destination (default checkpoints/NAME)")
     p.add_argument("--summary", default="", help="one paragraph for the model card")
     p.add_argument("--reproduce", default="", help="the command that reproduces the run")
     p.add_argument("--prompts", type=_prompt_set, nargs="+", default=["full", "novel"])
-    p.add_argument("--images-per-prompt", type=positive, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)")
+    p.add_argument(
+        "--images-per-prompt", type=positive, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)"
+    )
 
     p = command(sub, "grow", _grow, help="grow a model's depth (SANA 1.5 model growth); writes a complete SanaPipeline")
     p.add_argument("--model", type=_model, required=True, help="source SanaPipeline directory or name (e.g. S)")
     p.add_argument("--num-layers", type=positive, required=True, help="blocks of the grown model (> the source's)")
-    p.add_argument("--strategy", default="partial_preservation",
-                   help="partial_preservation (the paper's), cyclic or block_replication")
-    p.add_argument("--keep", type=positive, help="source blocks kept (default: all but the last two for partial_preservation)")
+    p.add_argument(
+        "--strategy",
+        default="partial_preservation",
+        help="partial_preservation (the paper's), cyclic or block_replication",
+    )
+    p.add_argument(
+        "--keep", type=positive, help="source blocks kept (default: all but the last two for partial_preservation)"
+    )
     p.add_argument("--zero-init-copies", action="store_true", help="replication strategies: copies start as identity")
     p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' small random weights")
-    p.add_argument("--out", type=_writable_target, required=True,
-                   help="directory of the grown pipeline (then: lab train --init-from OUT)")
+    p.add_argument(
+        "--out",
+        type=_writable_target,
+        required=True,
+        help="directory of the grown pipeline (then: lab train --init-from OUT)",
+    )
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
 
-    p = command(sub, "prune", _prune, help="prune a model's depth by block importance (SANA 1.5), then optionally fine-tune",
-                description="Writes OUT/pruned (the pruned SanaPipeline, with pruning.json), OUT/importance.json "
-                "when importance is measured and OUT/run.json, all at once through a temporary directory; then, with "
-                "--finetune-steps, the recovery run in OUT (resumable), its model in OUT/pipeline.")
+    p = command(
+        sub,
+        "prune",
+        _prune,
+        help="prune a model's depth by block importance (SANA 1.5), then optionally fine-tune",
+        description="Writes OUT/pruned (the pruned SanaPipeline, with pruning.json), OUT/importance.json "
+        "when importance is measured and OUT/run.json, all at once through a temporary directory; then, with "
+        "--finetune-steps, the recovery run in OUT (resumable), its model in OUT/pipeline.",
+    )
     p.add_argument("--model", type=_model, required=True, help="source SanaPipeline directory or name (e.g. L)")
     p.add_argument("--depth", type=positive, required=True, help="blocks to keep (1 to the source's blocks - 1)")
     p.add_argument("--by", default="importance", help="importance (the paper's), last, uniform or random")
-    p.add_argument("--importance", type=_existing_file, help="a stored importance table (JSON) instead of measuring one")
-    p.add_argument("--prompts", type=_prompt_set, default="quick", help="calibration prompt set: quick, full, novel or a .jsonl")
-    p.add_argument("--timesteps", type=positive,
-                   help="sampling steps the importance is measured at (default: the sampler's, lab.sampling.SamplerConfig)")
+    p.add_argument(
+        "--importance", type=_existing_file, help="a stored importance table (JSON) instead of measuring one"
+    )
+    p.add_argument(
+        "--prompts", type=_prompt_set, default="quick", help="calibration prompt set: quick, full, novel or a .jsonl"
+    )
+    p.add_argument(
+        "--timesteps",
+        type=positive,
+        help="sampling steps the importance is measured at (default: the sampler's, lab.sampling.SamplerConfig)",
+    )
     p.add_argument("--seed", type=int, default=0, help="noise seed of the calibration runs; the draw of --by random")
-    p.add_argument("--finetune-steps", type=non_negative, default=0, help="recovery fine-tune steps (the paper: 100); 0 = none")
-    p.add_argument("--finetune-config", type=_existing_file, default="configs/prune_finetune.yaml",
-                   help="TrainConfig YAML of the fine-tune")
+    p.add_argument(
+        "--finetune-steps", type=non_negative, default=0, help="recovery fine-tune steps (the paper: 100); 0 = none"
+    )
+    p.add_argument(
+        "--finetune-config",
+        type=_existing_file,
+        default="configs/prune_finetune.yaml",
+        help="TrainConfig YAML of the fine-tune",
+    )
     p.add_argument("--restart", action="store_true", help="ignore an existing fine-tune checkpoint in OUT")
     p.add_argument("--out", type=_writable_target, required=True, help="output directory")
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
@@ -537,6 +697,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _one_line_warnings(prog: str):
     """warnings.showwarning printing `lab <command>: warning: ...` (the user's input, not a file/line)."""
+
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"{prog}: warning: {message}", file=sys.stderr)
 

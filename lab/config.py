@@ -1,7 +1,7 @@
 """Configs are small dataclasses; YAML files under `configs/` set their fields.
 
-    cfg = load_config(TrainConfig, "configs/S.yaml", steps=100)   # file, then overrides
-    save_config(cfg, run_dir / "train_config.yaml")
+cfg = load_config(TrainConfig, "configs/S.yaml", steps=100)   # file, then overrides
+save_config(cfg, run_dir / "train_config.yaml")
 """
 
 from __future__ import annotations

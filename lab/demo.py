@@ -122,8 +122,9 @@ def check_prompt(text: str) -> world.Prompt:
         raise DemoError("Type a prompt first, e.g. 'a photo of two circles'.")
     unknown = world.unknown_words(text)
     if unknown:
-        raise DemoError(f"Unknown words: {', '.join(repr(w) for w in unknown)}. "
-                        f"The world knows: {', '.join(world.vocabulary())}.")
+        raise DemoError(
+            f"Unknown words: {', '.join(repr(w) for w in unknown)}. The world knows: {', '.join(world.vocabulary())}."
+        )
     try:
         return world.parse_prompt(text)
     except ValueError as e:
@@ -185,9 +186,11 @@ def compute_line(result: BestOfN, load_seconds: float = 0.0) -> str:
     """Seconds, model calls (NFE), judge calls and blocks of a best-of-N so far."""
     gen, judged = result.seconds["generate"], result.seconds["judge"]
     loading = f", loading {load_seconds:.1f} s" if load_seconds >= SHOWN_LOAD_SECONDS else ""
-    return (f"**{gen + judged:.1f} s** (generate {gen:.1f} s, judge {judged:.2f} s{loading}) · "
-            f"**{result.model_calls}** model calls (NFE) · **{result.judge_calls}** judge calls · "
-            f"**{result.blocks}** blocks per call · judge: {result.judge}")
+    return (
+        f"**{gen + judged:.1f} s** (generate {gen:.1f} s, judge {judged:.2f} s{loading}) · "
+        f"**{result.model_calls}** model calls (NFE) · **{result.judge_calls}** judge calls · "
+        f"**{result.blocks}** blocks per call · judge: {result.judge}"
+    )
 
 
 def best_so_far(result: BestOfN, verdicts: Sequence[geneval.Verdict]) -> tuple[np.ndarray, np.ndarray]:
@@ -255,8 +258,11 @@ class DemoSession:
         if table is None or depth is None:
             return None
         depth = self._check_depth(name, depth)
-        return list(range(table.num_blocks)) if depth == table.num_blocks else select_blocks(table.num_blocks, depth,
-                                                                                            importance=table)
+        return (
+            list(range(table.num_blocks))
+            if depth == table.num_blocks
+            else select_blocks(table.num_blocks, depth, importance=table)
+        )
 
     def _check_depth(self, name: str, depth) -> int | None:
         span = self.depths(name)
@@ -318,19 +324,31 @@ class DemoSession:
             if choice not in self._judges:
                 where = self.config.judge
                 if not repo_path(where).exists():
-                    raise DemoError(f"No judge at {where} yet: train it with `lab train-judge` or start the app "
-                                    "with --judge PATH.")
+                    raise DemoError(
+                        f"No judge at {where} yet: train it with `lab train-judge` or start the app with --judge PATH."
+                    )
                 try:
                     self._judges[choice] = load_judge(where, device=self.device)
                 except Exception as e:
-                    raise DemoError(f"The judge in {where} did not load ({e}); start the app with --judge PATH "
-                                    f"or pick '{ORACLE_CHOICE}'.") from e
+                    raise DemoError(
+                        f"The judge in {where} did not load ({e}); start the app with --judge PATH "
+                        f"or pick '{ORACLE_CHOICE}'."
+                    ) from e
         return self._judges[choice]
 
     # the run -------------------------------------------------------------------------------------
-    def run(self, prompt: str, model: str, depth: int | None = None, n: int | None = None, steps: int | None = None,
-            guidance_scale: float | None = None, seed: int | None = None, judge: str | None = None,
-            draw: bool = True) -> Iterator[Frame]:
+    def run(
+        self,
+        prompt: str,
+        model: str,
+        depth: int | None = None,
+        n: int | None = None,
+        steps: int | None = None,
+        guidance_scale: float | None = None,
+        seed: int | None = None,
+        judge: str | None = None,
+        draw: bool = True,
+    ) -> Iterator[Frame]:
         """Best-of-N as frames: one per batch of candidates (generated and judged), then one per
         round of the bracket, the last with the winner.
 
@@ -361,8 +379,9 @@ class DemoSession:
         sampler = SamplerConfig(steps, guidance_scale, c.batch_size)
         result, verdicts = None, []
         for chunk in batch_schedule(n, c.first_batch, c.batch_size):
-            *_, part = best_of_n_steps(pipe, parsed.text, n, scorer, seed=seed, indices=chunk,
-                                       sampler=replace(sampler, batch_size=len(chunk)))
+            *_, part = best_of_n_steps(
+                pipe, parsed.text, n, scorer, seed=seed, indices=chunk, sampler=replace(sampler, batch_size=len(chunk))
+            )
             result = part if result is None else _merge(result, part)
             verdicts += [geneval.evaluate_image(x, parsed) for x in part.images]
             yield self._frame("generating", result, verdicts, loaded, warnings, draw=False)
@@ -372,41 +391,70 @@ class DemoSession:
             yield self._frame(f"round {shown}", result, verdicts, loaded, [], draw=draw, rounds=shown)
         yield self._frame("done", result, verdicts, loaded, [], draw=draw)
 
-    def _frame(self, stage: str, result: BestOfN, verdicts, loaded: float, warnings: list[str], draw: bool,
-               rounds: int | None = None) -> Frame:
+    def _frame(
+        self,
+        stage: str,
+        result: BestOfN,
+        verdicts,
+        loaded: float,
+        warnings: list[str],
+        draw: bool,
+        rounds: int | None = None,
+    ) -> Frame:
         from lab import plots
 
         p_yes = result.scores.p_yes
         done = stage == "done"
         order = result.ranking if done else range(len(verdicts))
-        gallery = [(result.images[i], caption(i, p_yes[i], verdicts[i], place if done else None))
-                   for place, i in enumerate(order)]
+        gallery = [
+            (result.images[i], caption(i, p_yes[i], verdicts[i], place if done else None))
+            for place, i in enumerate(order)
+        ]
         winner, winner_text = None, f"{len(verdicts)} of {result.n} candidates judged"
         if done:
             w = result.winner
             winner = result.images[w]
-            winner_text = (f"### {WINNER_MARK} Winner: candidate #{w} (seed {result.seeds[w]})\n"
-                           f"judge P(yes) = {p_yes[w]:.2f} · GenEval-mini {geneval_mark(verdicts[w])} "
-                           f"{verdicts[w].reason}")
+            winner_text = (
+                f"### {WINNER_MARK} Winner: candidate #{w} (seed {result.seeds[w]})\n"
+                f"judge P(yes) = {p_yes[w]:.2f} · GenEval-mini {geneval_mark(verdicts[w])} "
+                f"{verdicts[w].reason}"
+            )
         bracket = curve = None
         if draw and result.bracket:
             bracket = plots.tournament_bracket(result, images=result.images, verdicts=verdicts, rounds=rounds)
         if draw and done:
             curve = plots.best_so_far_curve(*best_so_far(result, verdicts))
-        summary = result.to_json() | {"stage": stage, "verdicts": [{"correct": v.correct, "reason": v.reason}
-                                                                  for v in verdicts]}
-        return Frame(stage, gallery, bracket, winner, winner_text, compute_line(result, loaded), curve, summary,
-                     list(order), list(warnings))
+        summary = result.to_json() | {
+            "stage": stage,
+            "verdicts": [{"correct": v.correct, "reason": v.reason} for v in verdicts],
+        }
+        return Frame(
+            stage,
+            gallery,
+            bracket,
+            winner,
+            winner_text,
+            compute_line(result, loaded),
+            curve,
+            summary,
+            list(order),
+            list(warnings),
+        )
 
 
 def _merge(so_far: BestOfN, part: BestOfN) -> BestOfN:
     """Two consecutive shares of one best-of-N (candidates in order) as one."""
     from lab.judge import JudgeScores
 
-    return replace(so_far, seeds=so_far.seeds + part.seeds, images=np.concatenate([so_far.images, part.images]),
-                   scores=JudgeScores.concat([so_far.scores, part.scores]),
-                   judge_calls=so_far.judge_calls + part.judge_calls, model_calls=so_far.model_calls + part.model_calls,
-                   seconds={k: so_far.seconds[k] + part.seconds[k] for k in so_far.seconds})
+    return replace(
+        so_far,
+        seeds=so_far.seeds + part.seeds,
+        images=np.concatenate([so_far.images, part.images]),
+        scores=JudgeScores.concat([so_far.scores, part.scores]),
+        judge_calls=so_far.judge_calls + part.judge_calls,
+        model_calls=so_far.model_calls + part.model_calls,
+        seconds={k: so_far.seconds[k] + part.seconds[k] for k in so_far.seconds},
+    )
 
 
 # --- the second tab ----------------------------------------------------------------------------------
@@ -421,14 +469,20 @@ def importance_figure(session: DemoSession, name: str, depth: int | None):
     if table is None:
         return None
     kept = session.kept_blocks(name, depth)
-    return plots.block_importance_lines(table, highlight=kept, highlight_label=f"kept at depth {len(kept)}",
-                                        title=f"{name}: block importance, {len(kept)} of {table.num_blocks} blocks kept")
+    return plots.block_importance_lines(
+        table,
+        highlight=kept,
+        highlight_label=f"kept at depth {len(kept)}",
+        title=f"{name}: block importance, {len(kept)} of {table.num_blocks} blocks kept",
+    )
 
 
 def frontier_note(path: Path = FRONTIER_IMAGE) -> str | None:
     """None when the depth x N frontier figure exists, else how to make it."""
     if path.is_file():
         return None
-    return (f"No frontier figure yet ({path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}). "
-            "Run the scaling notebook (`notebooks/scaling.ipynb`, mode full) to draw the compute-matched "
-            "depth x N frontier.")
+    return (
+        f"No frontier figure yet ({path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}). "
+        "Run the scaling notebook (`notebooks/scaling.ipynb`, mode full) to draw the compute-matched "
+        "depth x N frontier."
+    )

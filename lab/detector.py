@@ -39,14 +39,18 @@ class EvalConfig:
     """Detector thresholds and GenEval's rule parameters. Intensities and colours on the [0, 1] scale."""
 
     ink_threshold: float = 0.35  # foreground when 1 - min(R, G, B) exceeds this; white is 0, the palette >= 0.53 (pink)
-    min_area_fraction: float = 0.6  # smallest object = this x the world's smallest (a triangle of side min_size, ~98 px)
+    min_area_fraction: float = (
+        0.6  # smallest object = this x the world's smallest (a triangle of side min_size, ~98 px)
+    )
     max_size_factor: float = 1.5  # an object's box side at most this x the world's max_size (22 px -> 33 px), its
     # area at most this x max_size^2 (726 px), a component's at most max_parts x that (2,904 px of the 4,096)
     palette_max_distance: float = 0.3  # core colour farther than this (RGB, [0, 1]) from every palette colour: not an
     # object. Palette colours are >= 0.28 apart; S's detections sit within 0.26 (99th pct); grey is 0.38 away
     max_core_spread: float = 0.15  # RMS distance of core pixels to their mean colour; objects under noise 0.05 ~0.09
     min_fit: float = 0.45  # best template IoU below this: not an object (a smear)
-    recognise_floor: float = 0.7  # best class IoU below this: an unrecognised shape (true shapes > 0.8 under blur + noise)
+    recognise_floor: float = (
+        0.7  # best class IoU below this: an unrecognised shape (true shapes > 0.8 under blur + noise)
+    )
     ambiguity_margin: float = 0.02  # the two best classes closer than this in IoU: an unrecognised shape
     split_below: float = 0.88  # a component whose best single fit is below this is tried as 2..max_parts objects
     split_gain: float = 0.04  # a split is kept when its area-weighted fit beats the single fit by this
@@ -92,10 +96,14 @@ class Template:
 # The four classes, then shapes the world never draws: the nearest lookalikes of each class.
 CLASS_TEMPLATES = tuple(Template(s, s) for s in SHAPES)
 OTHER_TEMPLATES = (
-    Template("square rotated 15", "square", 15.0), Template("square rotated -15", "square", -15.0),
-    Template("square rotated 30", "square", 30.0), Template("square rotated -30", "square", -30.0),
-    Template("diamond", "square", 45.0), Template("X cross", "cross", 45.0),
-    Template("thick plus", "cross", arm=0.65), Template("upside-down triangle", "triangle", flip=True),
+    Template("square rotated 15", "square", 15.0),
+    Template("square rotated -15", "square", -15.0),
+    Template("square rotated 30", "square", 30.0),
+    Template("square rotated -30", "square", -30.0),
+    Template("diamond", "square", 45.0),
+    Template("X cross", "cross", 45.0),
+    Template("thick plus", "cross", arm=0.65),
+    Template("upside-down triangle", "triangle", flip=True),
 )
 
 
@@ -116,8 +124,14 @@ class Detection:
     rgb: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def to_json(self) -> dict:
-        return {"shape": self.shape, "color": self.color, "box": [round(v, 2) for v in self.box],
-                "area": self.area, "score": round(self.score, 3), "rgb": [round(v, 3) for v in self.rgb]}
+        return {
+            "shape": self.shape,
+            "color": self.color,
+            "box": [round(v, 2) for v in self.box],
+            "area": self.area,
+            "score": round(self.score, 3),
+            "rgb": [round(v, 3) for v in self.rgb],
+        }
 
 
 def find_objects(x: np.ndarray, config: EvalConfig = DEFAULT_EVAL) -> list[Detection]:
@@ -158,7 +172,9 @@ def _area_limits(config: EvalConfig) -> tuple[float, float, float]:
     return config.min_area_fraction * smallest, largest, config.max_parts * largest
 
 
-def _instances(crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: tuple[int, int], config: EvalConfig) -> list[Detection]:
+def _instances(
+    crop: np.ndarray, comp: np.ndarray, others: np.ndarray, origin: tuple[int, int], config: EvalConfig
+) -> list[Detection]:
     """The objects of one component: as one object, or split into the parts that fit best.
 
     `crop` (h, w, 3) in [0, 1] is a window whose top-left pixel is `origin` = (x, y) in the image;
@@ -341,8 +357,9 @@ def _fit_templates(coverage: np.ndarray, origin: tuple[int, int], config: EvalCo
     return out
 
 
-def _template_mask(tpl: Template, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, size: float,
-                   world_config: WorldConfig) -> np.ndarray:
+def _template_mask(
+    tpl: Template, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, size: float, world_config: WorldConfig
+) -> np.ndarray:
     """Boolean mask of `tpl` with centre (cx, cy) and (unrotated) box side `size` at pixels xs, ys."""
     if tpl.arm is not None:
         world_config = dataclasses.replace(world_config, cross_arm=tpl.arm)

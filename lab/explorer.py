@@ -59,16 +59,25 @@ class BlockExplorer:
     conditional branch at that step), `image` (Image: the denoised estimate x0 at that step),
     `final` (Image: the generated image), `status` (HTML). `widget` holds them all."""
 
-    def __init__(self, pipe, prompts: Sequence[str], timesteps: int = DEFAULT_TIMESTEPS,
-                 guidance_scale: float = DEFAULT_GUIDANCE, seed: int = 0, reference: ImportanceTable | None = None):
+    def __init__(
+        self,
+        pipe,
+        prompts: Sequence[str],
+        timesteps: int = DEFAULT_TIMESTEPS,
+        guidance_scale: float = DEFAULT_GUIDANCE,
+        seed: int = 0,
+        reference: ImportanceTable | None = None,
+    ):
         import ipywidgets as w
 
         prompts = [getattr(p, "text", p) for p in prompts]
         if not prompts:
             raise ValueError("the explorer needs at least one prompt to start with")
         if reference is not None and reference.num_blocks != len(pipe.transformer.transformer_blocks):
-            raise ValueError(f"the reference table has {reference.num_blocks} blocks but the model has "
-                             f"{len(pipe.transformer.transformer_blocks)}")
+            raise ValueError(
+                f"the reference table has {reference.num_blocks} blocks but the model has "
+                f"{len(pipe.transformer.transformer_blocks)}"
+            )
         self.pipe, self.timesteps, self.guidance_scale, self.seed = pipe, timesteps, guidance_scale, seed
         self.reference = reference
         self._traces: dict[str, object] = {}  # prompt -> BlockTrace
@@ -76,17 +85,23 @@ class BlockExplorer:
         self.prompt = None
 
         self.prompt_menu = w.Dropdown(options=prompts, value=prompts[0], description="prompt")
-        self.prompt_text = w.Text(placeholder="or type a prompt and press Enter", continuous_update=False,
-                                  layout=w.Layout(width="40%"))
+        self.prompt_text = w.Text(
+            placeholder="or type a prompt and press Enter", continuous_update=False, layout=w.Layout(width="40%")
+        )
         self.step = w.IntSlider(min=0, max=timesteps - 1, value=0, description="step", continuous_update=True)
         self.curve = w.Image(format="png")
         self.image = w.Image(format="png")
         self.final = w.Image(format="png")
         self.status = w.HTML()
         captions = w.HBox([w.HTML("<b>estimate at this step</b>"), w.HTML("<b>final image</b>")])
-        self.widget = w.VBox([w.HBox([self.prompt_menu, self.prompt_text]), self.step,
-                              w.HBox([self.curve, w.VBox([captions, w.HBox([self.image, self.final])])]),
-                              self.status])
+        self.widget = w.VBox(
+            [
+                w.HBox([self.prompt_menu, self.prompt_text]),
+                self.step,
+                w.HBox([self.curve, w.VBox([captions, w.HBox([self.image, self.final])])]),
+                self.status,
+            ]
+        )
         self.prompt_menu.observe(lambda change: self.show(change["new"]), names="value")
         self.prompt_text.observe(lambda change: self.show(change["new"]), names="value")
         self.step.observe(lambda change: self._draw(), names="value")
@@ -98,8 +113,9 @@ class BlockExplorer:
     def trace(self, prompt: str):
         """The cached sampling run of `prompt` (computed on first use)."""
         if prompt not in self._traces:
-            self._traces[prompt] = trace_blocks(self.pipe, [prompt], [self.seed], self.timesteps,
-                                                self.guidance_scale, keep_predictions=True)
+            self._traces[prompt] = trace_blocks(
+                self.pipe, [prompt], [self.seed], self.timesteps, self.guidance_scale, keep_predictions=True
+            )
         return self._traces[prompt]
 
     def show(self, prompt: str) -> None:
@@ -131,14 +147,21 @@ class BlockExplorer:
         cond = tr.similarity[:, :, tr.branches.index("cond"), 0]
         reference = None if self.reference is None else 1.0 - self.reference.mean
         lo = min(cond.min(), reference.min() if reference is not None else 1.0) - CURVE_MARGIN
-        fig = plots.block_similarity_curve(cond[i], reference, ylim=(lo, 1.0 + CURVE_MARGIN), size=CURVE_SIZE,
-                                           title=f"t = {tr.timesteps[i]:.0f} (step {i + 1}/{len(tr.timesteps)})")
+        fig = plots.block_similarity_curve(
+            cond[i],
+            reference,
+            ylim=(lo, 1.0 + CURVE_MARGIN),
+            size=CURVE_SIZE,
+            title=f"t = {tr.timesteps[i]:.0f} (step {i + 1}/{len(tr.timesteps)})",
+        )
         self.curve.value = figure_png(fig)
         self.image.value = self._estimate_png(i)
         self.final.value = self._estimate_png(None)
         least = int(np.argmax(cond[i]))
-        self.status.value = (f"<b>{self.prompt}</b> &nbsp; step {i + 1}/{len(tr.timesteps)}, t = {tr.timesteps[i]:.0f}"
-                             f" &nbsp; most redundant block here: {least} (cos {cond[i, least]:.3f})")
+        self.status.value = (
+            f"<b>{self.prompt}</b> &nbsp; step {i + 1}/{len(tr.timesteps)}, t = {tr.timesteps[i]:.0f}"
+            f" &nbsp; most redundant block here: {least} (cos {cond[i, least]:.3f})"
+        )
 
     def _estimate_png(self, step: int | None) -> bytes:
         """PNG of the x0 estimate at `step`, or of the final image when `step` is None."""

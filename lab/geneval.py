@@ -88,11 +88,15 @@ def as_batch(images) -> list[np.ndarray]:
     if isinstance(images, np.ndarray) or hasattr(images, "__array__") and not hasattr(images, "mode"):
         a = np.asarray(images)
         if a.ndim != 4:
-            raise ValueError(f"a batch of shape {a.shape}; expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) or a list of "
-                             "images (for one image use evaluate_image)")
+            raise ValueError(
+                f"a batch of shape {a.shape}; expected (N, {IMAGE_SIZE}, {IMAGE_SIZE}, 3) or a list of "
+                "images (for one image use evaluate_image)"
+            )
         return [as_image(x) for x in a]
     if isinstance(images, (str, bytes)) or not isinstance(images, Sequence):
-        raise ValueError(f"images of type {type(images).__name__}; expected an array (N, 64, 64, 3) or a list of images")
+        raise ValueError(
+            f"images of type {type(images).__name__}; expected an array (N, 64, 64, 3) or a list of images"
+        )
     return [as_image(x) for x in images]
 
 
@@ -119,8 +123,10 @@ def detect(image, config: EvalConfig = DEFAULT_EVAL) -> list[Detection]:
 def oracle_detections(scene: Scene) -> list[Detection]:
     """The detections a perfect detector would return for a rendered scene (score 1, exact boxes):
     the ground truth the rules are checked against in tests and benchmarks."""
-    return [Detection(o.shape, o.color, o.box, int(round(o.size**2)), 1.0, tuple(v / 255 for v in COLORS[o.color]))
-            for o in scene.objects]
+    return [
+        Detection(o.shape, o.color, o.box, int(round(o.size**2)), 1.0, tuple(v / 255 for v in COLORS[o.color]))
+        for o in scene.objects
+    ]
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,8 +250,10 @@ class Report:
             hits = [v.correct for p, v in zip(self.prompts, self.verdicts) if p.task == task]
             lines.append(f"{task:<15}{acc:>10.1%}{f'{sum(hits)}/{len(hits)}':>10}")
         lo, hi = self.interval().overall_interval
-        lines.append(f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks; "
-                     f"95% bootstrap interval {lo:.1%}-{hi:.1%})")
+        lines.append(
+            f"{'overall':<15}{self.overall:>10.1%}   (mean of {len(self.task_accuracy)} tasks; "
+            f"95% bootstrap interval {lo:.1%}-{hi:.1%})"
+        )
         return "\n".join(lines)
 
     def to_json(self) -> dict:
@@ -254,14 +262,27 @@ class Report:
             entry = {"name": self.names[i]} if self.names else {}
             if self.prompt_indices:
                 entry["prompt_index"] = self.prompt_indices[i]
-            entry.update({"index": i, "tag": p.task, "prompt": p.text, "correct": v.correct, "reason": v.reason,
-                          "detections": [d.to_json() for d in v.detections]})
+            entry.update(
+                {
+                    "index": i,
+                    "tag": p.task,
+                    "prompt": p.text,
+                    "correct": v.correct,
+                    "reason": v.reason,
+                    "detections": [d.to_json() for d in v.detections],
+                }
+            )
             images.append(entry)
         if self.seeds:
             for entry, seed in zip(images, self.seeds):
                 entry["seed"] = seed
-        return {"overall": self.overall, "task_accuracy": self.task_accuracy, "n_images": len(self.verdicts),
-                "interval": self.interval().to_json(), "images": images}
+        return {
+            "overall": self.overall,
+            "task_accuracy": self.task_accuracy,
+            "n_images": len(self.verdicts),
+            "interval": self.interval().to_json(),
+            "images": images,
+        }
 
 
 def compare(report_a: Report, report_b: Report, config: BootstrapConfig = DEFAULT_BOOTSTRAP) -> Interval:
@@ -274,17 +295,26 @@ def compare(report_a: Report, report_b: Report, config: BootstrapConfig = DEFAUL
     """
     a, b = report_a, report_b
     if len(a.verdicts) != len(b.verdicts):
-        raise ValueError(f"reports of {len(a.verdicts)} and {len(b.verdicts)} images; a paired comparison needs the same images")
-    for what, x, y in (("prompt", [p.text for p in a.prompts], [p.text for p in b.prompts]),
-                       ("prompt index", a.prompt_indices, b.prompt_indices), ("seed", a.seeds, b.seeds)):
+        raise ValueError(
+            f"reports of {len(a.verdicts)} and {len(b.verdicts)} images; a paired comparison needs the same images"
+        )
+    for what, x, y in (
+        ("prompt", [p.text for p in a.prompts], [p.text for p in b.prompts]),
+        ("prompt index", a.prompt_indices, b.prompt_indices),
+        ("seed", a.seeds, b.seeds),
+    ):
         if x and y and x != y:
             i = next(i for i, (u, v) in enumerate(zip(x, y)) if u != v)
-            raise ValueError(f"image {i}: {what} {x[i]!r} vs {y[i]!r}; a paired comparison needs identical prompts and seeds")
+            raise ValueError(
+                f"image {i}: {what} {x[i]!r} vs {y[i]!r}; a paired comparison needs identical prompts and seeds"
+            )
     diff = np.array([va.correct for va in a.verdicts], float) - np.array([vb.correct for vb in b.verdicts], float)
     return bootstrap(diff, [p.task for p in a.prompts], a.groups, config)
 
 
-def evaluate(images, prompts: Sequence[Prompt | str], config: EvalConfig = DEFAULT_EVAL, names: Sequence[str] = ()) -> Report:
+def evaluate(
+    images, prompts: Sequence[Prompt | str], config: EvalConfig = DEFAULT_EVAL, names: Sequence[str] = ()
+) -> Report:
     """Judges each image against its prompt.
 
     Args:
@@ -338,8 +368,14 @@ def save_samples(images, prompt_indices: Sequence[int], path: str | Path, prompt
     path = Path(path)
     if path.suffix == ".npz":
         path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {} if prompt_set is None else {
-            "prompt_set": np.str_(prompt_set), "prompt_digest": np.str_(prompt_set_digest(world.load_prompts(prompt_set)))}
+        meta = (
+            {}
+            if prompt_set is None
+            else {
+                "prompt_set": np.str_(prompt_set),
+                "prompt_digest": np.str_(prompt_set_digest(world.load_prompts(prompt_set))),
+            }
+        )
         np.savez_compressed(path, images=batch, prompt_index=idx, **meta)
         return path
     from PIL import Image
@@ -363,7 +399,9 @@ def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
                 raise ValueError(f"{path} lacks the arrays {sorted(missing)}; expected {_NPZ_LAYOUT}")
             images, idx = f["images"], f["prompt_index"]
         if images.dtype != np.uint8 or images.shape[1:] != (IMAGE_SIZE, IMAGE_SIZE, 3) or idx.shape != (len(images),):
-            raise ValueError(f"{path}: images {images.shape} {images.dtype} and prompt_index {idx.shape}; expected {_NPZ_LAYOUT}")
+            raise ValueError(
+                f"{path}: images {images.shape} {images.dtype} and prompt_index {idx.shape}; expected {_NPZ_LAYOUT}"
+            )
         order = np.argsort(idx, kind="stable")
         return images[order], idx[order].astype(np.int64), [f"{path.name}[{i}]" for i in order]
     if not path.is_dir():
@@ -387,7 +425,9 @@ def load_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
     return np.stack(images), np.array([keys[f][0] for f in files], np.int64), [f.name for f in files]
 
 
-def evaluate_samples(path: str | Path, prompts: str | Sequence[Prompt] = "quick", config: EvalConfig = DEFAULT_EVAL) -> Report:
+def evaluate_samples(
+    path: str | Path, prompts: str | Sequence[Prompt] = "quick", config: EvalConfig = DEFAULT_EVAL
+) -> Report:
     """Judges samples saved by `save_samples` against the prompt set their indices refer to
     (a name `quick`, `full`, `novel`, a .jsonl path, or a list of Prompts)."""
     prompt_set = world.load_prompts(prompts) if isinstance(prompts, (str, Path)) else list(prompts)
@@ -395,8 +435,10 @@ def evaluate_samples(path: str | Path, prompts: str | Sequence[Prompt] = "quick"
     images, idx, names = load_samples(path)
     if idx.size and (idx.max() >= len(prompt_set) or idx.min() < 0):
         bad = int(idx.max() if idx.max() >= len(prompt_set) else idx.min())
-        raise ValueError(f"{path}: prompt index {bad} is outside the prompt set of {len(prompt_set)} prompts "
-                         f"({prompts if isinstance(prompts, str) else 'given'}); expected 0..{len(prompt_set) - 1}")
+        raise ValueError(
+            f"{path}: prompt index {bad} is outside the prompt set of {len(prompt_set)} prompts "
+            f"({prompts if isinstance(prompts, str) else 'given'}); expected 0..{len(prompt_set) - 1}"
+        )
     report = evaluate(images, [prompt_set[i] for i in idx], config, names)
     report.prompt_indices = idx.tolist()
     return report
@@ -412,8 +454,10 @@ def _check_sample_prompt_set(path: str | Path, prompts, prompt_set: Sequence[Pro
         name, digest = str(f["prompt_set"]), str(f["prompt_digest"])
     if digest != prompt_set_digest(prompt_set):
         given = prompts if isinstance(prompts, str | Path) else "the prompts given"
-        raise ValueError(f"{path} holds samples made for the prompt set {name!r}, not {str(given)!r}; "
-                         f"judge them with --prompts {name}")
+        raise ValueError(
+            f"{path} holds samples made for the prompt set {name!r}, not {str(given)!r}; "
+            f"judge them with --prompts {name}"
+        )
 
 
 def write_report(report: Report, path: str | Path, **extra) -> Path:
@@ -433,13 +477,45 @@ def read_report(path: str | Path) -> Report:
         raise ValueError(f"{path} holds no per-image verdicts ('images'); expected a file written by write_report")
     images = data["images"]
     prompts = [world.parse_prompt(e["prompt"]) for e in images]
-    verdicts = [Verdict(e["correct"], e["reason"], tuple(Detection(d["shape"], d["color"], tuple(d["box"]), d["area"], d["score"],
-                                                                     tuple(d["rgb"])) for d in e["detections"])) for e in images]
-    return Report(prompts, verdicts, [e["name"] for e in images] if images and "name" in images[0] else [],
-                  [e["prompt_index"] for e in images] if images and "prompt_index" in images[0] else [],
-                  [e["seed"] for e in images] if images and "seed" in images[0] else [])
+    verdicts = [
+        Verdict(
+            e["correct"],
+            e["reason"],
+            tuple(
+                Detection(d["shape"], d["color"], tuple(d["box"]), d["area"], d["score"], tuple(d["rgb"]))
+                for d in e["detections"]
+            ),
+        )
+        for e in images
+    ]
+    return Report(
+        prompts,
+        verdicts,
+        [e["name"] for e in images] if images and "name" in images[0] else [],
+        [e["prompt_index"] for e in images] if images and "prompt_index" in images[0] else [],
+        [e["seed"] for e in images] if images and "seed" in images[0] else [],
+    )
 
 
-__all__ = ["EvalConfig", "DEFAULT_EVAL", "UNRECOGNISED", "Detection", "Verdict", "Report", "as_image", "as_batch", "detect",
-           "apply_rules", "evaluate_image", "evaluate", "compare", "oracle_detections", "save_samples", "load_samples", "evaluate_samples",
-           "prompt_set_digest", "write_report", "read_report"]
+__all__ = [
+    "EvalConfig",
+    "DEFAULT_EVAL",
+    "UNRECOGNISED",
+    "Detection",
+    "Verdict",
+    "Report",
+    "as_image",
+    "as_batch",
+    "detect",
+    "apply_rules",
+    "evaluate_image",
+    "evaluate",
+    "compare",
+    "oracle_detections",
+    "save_samples",
+    "load_samples",
+    "evaluate_samples",
+    "prompt_set_digest",
+    "write_report",
+    "read_report",
+]

@@ -48,8 +48,9 @@ def default_keep(source_layers: int, strategy: str) -> int:
     return source_layers
 
 
-def growth_plan(source_layers: int, num_layers: int, strategy: str = "partial_preservation",
-                keep: int | None = None) -> list[int | None]:
+def growth_plan(
+    source_layers: int, num_layers: int, strategy: str = "partial_preservation", keep: int | None = None
+) -> list[int | None]:
     """Where each block of the grown model comes from.
 
     Args:
@@ -64,12 +65,14 @@ def growth_plan(source_layers: int, num_layers: int, strategy: str = "partial_pr
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown growth strategy {strategy!r}; expected one of {STRATEGIES}")
     if not isinstance(num_layers, int) or num_layers <= source_layers:
-        raise ValueError(f"target depth num_layers={num_layers!r} must be an integer larger than the "
-                         f"source's {source_layers} blocks")
+        raise ValueError(
+            f"target depth num_layers={num_layers!r} must be an integer larger than the source's {source_layers} blocks"
+        )
     keep = default_keep(source_layers, strategy) if keep is None else keep
     if not isinstance(keep, int) or not 1 <= keep <= source_layers:
-        raise ValueError(f"keep={keep!r} is out of range; expected an integer from 1 to {source_layers} "
-                         f"(the source's blocks)")
+        raise ValueError(
+            f"keep={keep!r} is out of range; expected an integer from 1 to {source_layers} (the source's blocks)"
+        )
     if strategy == "partial_preservation":
         return list(range(keep)) + [None] * (num_layers - keep)
     if strategy == "cyclic":
@@ -94,8 +97,9 @@ def zero_output_projections(block: nn.Module) -> nn.Module:
     return block
 
 
-def identity_block(template: nn.Module, init_std: float = INIT_STD,
-                   generator: torch.Generator | None = None) -> nn.Module:
+def identity_block(
+    template: nn.Module, init_std: float = INIT_STD, generator: torch.Generator | None = None
+) -> nn.Module:
     """A new block shaped like `template` that starts as the identity (see the module docstring).
 
     Linear and conv weights ~ N(0, init_std^2), their biases 0; norm weights (q/k RMSNorm) 1;
@@ -118,8 +122,15 @@ def identity_block(template: nn.Module, init_std: float = INIT_STD,
     return zero_output_projections(block)
 
 
-def grow_depth(transformer, num_layers: int, strategy: str = "partial_preservation", keep: int | None = None,
-               zero_init_copies: bool = False, init_std: float = INIT_STD, seed: int = 0):
+def grow_depth(
+    transformer,
+    num_layers: int,
+    strategy: str = "partial_preservation",
+    keep: int | None = None,
+    zero_init_copies: bool = False,
+    init_std: float = INIT_STD,
+    seed: int = 0,
+):
     """A new, deeper `SanaTransformer2DModel` initialised from `transformer` (left unchanged).
 
     Args:
@@ -142,8 +153,10 @@ def grow_depth(transformer, num_layers: int, strategy: str = "partial_preservati
         raise TypeError(f"grow_depth needs a diffusers SanaTransformer2DModel, got {type(transformer).__name__}{hint}")
     source_layers = transformer.config.num_layers
     if len(transformer.transformer_blocks) != source_layers:
-        raise ValueError(f"the source's config says {source_layers} blocks but it has "
-                         f"{len(transformer.transformer_blocks)}; call register_to_config(num_layers=...) after surgery")
+        raise ValueError(
+            f"the source's config says {source_layers} blocks but it has "
+            f"{len(transformer.transformer_blocks)}; call register_to_config(num_layers=...) after surgery"
+        )
     plan = growth_plan(source_layers, num_layers, strategy, keep)
 
     grown = copy.deepcopy(transformer)  # embeddings, timestep MLP, output layer: copied unchanged
@@ -165,31 +178,56 @@ def grow_depth(transformer, num_layers: int, strategy: str = "partial_preservati
     return grown
 
 
-def grow_pipeline(pipe, num_layers: int, strategy: str = "partial_preservation", keep: int | None = None,
-                  **kwargs):
+def grow_pipeline(pipe, num_layers: int, strategy: str = "partial_preservation", keep: int | None = None, **kwargs):
     """A new `SanaPipeline` whose transformer is `grow_depth(pipe.transformer, ...)`; the tokenizer,
     text encoder, VAE and scheduler are the source's (shared objects, not copies)."""
     from diffusers import SanaPipeline
 
     grown = grow_depth(pipe.transformer, num_layers, strategy, keep, **kwargs)
-    return SanaPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-                        transformer=grown, scheduler=pipe.scheduler)
+    return SanaPipeline(
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=grown,
+        scheduler=pipe.scheduler,
+    )
 
 
-def growth_record(source: str | Path, source_layers: int, num_layers: int, strategy: str,
-                  keep: int | None = None, zero_init_copies: bool = False, seed: int = 0) -> dict:
+def growth_record(
+    source: str | Path,
+    source_layers: int,
+    num_layers: int,
+    strategy: str,
+    keep: int | None = None,
+    zero_init_copies: bool = False,
+    seed: int = 0,
+) -> dict:
     """What `GROWTH_FILE` holds: the source, the arguments, and the block plan."""
     from lab.provenance import git_commit
 
     keep = default_keep(source_layers, strategy) if keep is None else keep
-    return {"source": str(source), "source_layers": source_layers, "num_layers": num_layers,
-            "strategy": strategy, "keep": keep, "zero_init_copies": zero_init_copies, "seed": seed,
-            "plan": growth_plan(source_layers, num_layers, strategy, keep), "commit": git_commit()}
+    return {
+        "source": str(source),
+        "source_layers": source_layers,
+        "num_layers": num_layers,
+        "strategy": strategy,
+        "keep": keep,
+        "zero_init_copies": zero_init_copies,
+        "seed": seed,
+        "plan": growth_plan(source_layers, num_layers, strategy, keep),
+        "commit": git_commit(),
+    }
 
 
-def grow_pipeline_dir(source: str | Path, out: str | Path, num_layers: int,
-                      strategy: str = "partial_preservation", keep: int | None = None,
-                      zero_init_copies: bool = False, seed: int = 0) -> Path:
+def grow_pipeline_dir(
+    source: str | Path,
+    out: str | Path,
+    num_layers: int,
+    strategy: str = "partial_preservation",
+    keep: int | None = None,
+    zero_init_copies: bool = False,
+    seed: int = 0,
+) -> Path:
     """Loads the SanaPipeline in `source`, grows its transformer, and saves the complete grown
     pipeline to `out` atomically, with `growth.json` recording how. Returns `out`."""
     from lab.checkpoint import atomic_directory
@@ -198,8 +236,9 @@ def grow_pipeline_dir(source: str | Path, out: str | Path, num_layers: int,
 
     pipe = load_pipeline(source)
     grown = grow_pipeline(pipe, num_layers, strategy, keep, zero_init_copies=zero_init_copies, seed=seed)
-    record = growth_record(source, pipe.transformer.config.num_layers, num_layers, strategy, keep,
-                           zero_init_copies, seed)
+    record = growth_record(
+        source, pipe.transformer.config.num_layers, num_layers, strategy, keep, zero_init_copies, seed
+    )
     out = Path(out)
     with atomic_directory(out) as tmp:
         grown.save_pretrained(tmp)

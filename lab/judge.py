@@ -57,11 +57,15 @@ class JudgeScores:
 
     @staticmethod
     def concat(parts: Sequence[JudgeScores]) -> JudgeScores:
-        return JudgeScores(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("p_yes", "yes_logit", "no_logit")))
+        return JudgeScores(
+            *(np.concatenate([getattr(p, f) for p in parts]) for f in ("p_yes", "yes_logit", "no_logit"))
+        )
 
     def to_json(self) -> list[dict]:
-        return [{"p_yes": round(float(p), 4), "yes_logit": round(float(y), 4), "no_logit": round(float(n), 4)}
-                for p, y, n in zip(self.p_yes, self.yes_logit, self.no_logit)]
+        return [
+            {"p_yes": round(float(p), 4), "yes_logit": round(float(y), 4), "no_logit": round(float(n), 4)}
+            for p, y, n in zip(self.p_yes, self.yes_logit, self.no_logit)
+        ]
 
 
 def _check_inputs(images, prompts) -> tuple[list[np.ndarray], list[str]]:
@@ -88,7 +92,9 @@ class OracleJudge:
 
     def score(self, images, prompts: Sequence[str]) -> JudgeScores:
         batch, prompts = _check_inputs(images, prompts)
-        correct = np.array([geneval.evaluate_image(x, p, self.config).correct for x, p in zip(batch, prompts)], np.float32)
+        correct = np.array(
+            [geneval.evaluate_image(x, p, self.config).correct for x, p in zip(batch, prompts)], np.float32
+        )
         return JudgeScores(correct, correct.copy(), 1 - correct)
 
 
@@ -101,8 +107,10 @@ def answer_token_ids(tokenizer, spellings: Sequence[str]) -> list[int]:
         if len(toks) == 1 and toks[0] != tokenizer.unk_token_id and toks[0] not in ids:
             ids.append(toks[0])
     if not ids:
-        raise ValueError(f"the judge's tokenizer writes none of {list(spellings)} as a single token; a yes/no "
-                         "judge needs single-token answers (expected a chat VLM's tokenizer)")
+        raise ValueError(
+            f"the judge's tokenizer writes none of {list(spellings)} as a single token; a yes/no "
+            "judge needs single-token answers (expected a chat VLM's tokenizer)"
+        )
     return ids
 
 
@@ -119,15 +127,27 @@ class VLMJudge:
     def __init__(self, model, processor, name: str = "vlm", question: str = QUESTION, batch_size: int = JUDGE_BATCH):
         if "{prompt}" not in question:
             raise ValueError(f"question {question!r} has no {{prompt}} placeholder")
-        self.model, self.processor, self.name, self.question, self.batch_size = model.eval(), processor, name, question, batch_size
+        self.model, self.processor, self.name, self.question, self.batch_size = (
+            model.eval(),
+            processor,
+            name,
+            question,
+            batch_size,
+        )
         tokenizer = processor.tokenizer
         tokenizer.padding_side = "left"  # the next-token logits of every row are then at position -1
         self.yes_ids = answer_token_ids(tokenizer, YES_SPELLINGS)
         self.no_ids = answer_token_ids(tokenizer, NO_SPELLINGS)
 
     @classmethod
-    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-                        name: str | None = None, **kwargs) -> VLMJudge:
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        name: str | None = None,
+        **kwargs,
+    ) -> VLMJudge:
         """Loads a model directory saved with `save_pretrained` (model + processor).
 
         Raises ValueError when `path` does not exist, is not an image-text-to-text model, or has
@@ -141,13 +161,20 @@ class VLMJudge:
         path = Path(path)
         if not (path / "config.json").is_file():
             what = "does not exist" if not path.exists() else "has no config.json"
-            raise ValueError(f"judge {path} {what}; expected a transformers image-text-to-text model directory "
-                             f"(saved with save_pretrained) or {ORACLE!r}")
+            raise ValueError(
+                f"judge {path} {what}; expected a transformers image-text-to-text model directory "
+                f"(saved with save_pretrained) or {ORACLE!r}"
+            )
         model_type = json.loads((path / "config.json").read_text()).get("model_type")
         if model_type not in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-            some = ", ".join(t for t in ("llava", "idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl", "paligemma", "gemma3")
-                             if t in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES)
-            raise ValueError(f"judge {path} is a {model_type!r} model, not an image-text-to-text one (expected e.g. {some})")
+            some = ", ".join(
+                t
+                for t in ("llava", "idefics3", "smolvlm", "qwen2_vl", "qwen2_5_vl", "paligemma", "gemma3")
+                if t in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+            )
+            raise ValueError(
+                f"judge {path} is a {model_type!r} model, not an image-text-to-text one (expected e.g. {some})"
+            )
         quiet_hub_logging()
         try:
             processor = AutoProcessor.from_pretrained(path)
@@ -155,8 +182,10 @@ class VLMJudge:
         except Exception as e:  # missing files, bad weights: one message that names the directory
             raise ValueError(f"could not load the judge in {path}: {type(e).__name__}: {e}") from e
         if not hasattr(processor, "tokenizer") or not hasattr(processor, "image_processor"):
-            raise ValueError(f"judge {path}: its processor ({type(processor).__name__}) has no tokenizer and image "
-                             "processor; expected a VLM processor")
+            raise ValueError(
+                f"judge {path}: its processor ({type(processor).__name__}) has no tokenizer and image "
+                "processor; expected a VLM processor"
+            )
         return cls(model.to(device), processor, name=name or path.name, **kwargs)
 
     def prompt_text(self, prompt: str) -> str:
@@ -172,7 +201,9 @@ class VLMJudge:
         from PIL import Image
 
         pil = [[Image.fromarray(x)] for x in images]  # one image per text, nested as multi-image processors want
-        batch = self.processor(text=[self.prompt_text(p) for p in prompts], images=pil, return_tensors="pt", padding=True)
+        batch = self.processor(
+            text=[self.prompt_text(p) for p in prompts], images=pil, return_tensors="pt", padding=True
+        )
         return batch.to(self.model.device)
 
     def answer_logits(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -225,9 +256,15 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
 def _agreement(p_yes: np.ndarray, says_yes: np.ndarray, labels: np.ndarray) -> dict:
     tpr = float(says_yes[labels].mean()) if labels.any() else float("nan")
     tnr = float((~says_yes[~labels]).mean()) if (~labels).any() else float("nan")
-    return {"n": int(len(labels)), "positives": int(labels.sum()), "accuracy": float((says_yes == labels).mean()),
-            "balanced_accuracy": float(np.nanmean([tpr, tnr])), "true_positive_rate": tpr, "true_negative_rate": tnr,
-            "auc": roc_auc(p_yes, labels)}
+    return {
+        "n": int(len(labels)),
+        "positives": int(labels.sum()),
+        "accuracy": float((says_yes == labels).mean()),
+        "balanced_accuracy": float(np.nanmean([tpr, tnr])),
+        "true_positive_rate": tpr,
+        "true_negative_rate": tnr,
+        "auc": roc_auc(p_yes, labels),
+    }
 
 
 def reliability(scores: JudgeScores, labels, tasks: Sequence[str], bins: int = CALIBRATION_BINS) -> dict:
@@ -243,13 +280,24 @@ def reliability(scores: JudgeScores, labels, tasks: Sequence[str], bins: int = C
     """
     labels, tasks = np.asarray(labels, bool), np.asarray(tasks)
     if len(labels) != len(scores) or len(tasks) != len(scores):
-        raise ValueError(f"{len(scores)} scores, {len(labels)} labels and {len(tasks)} tasks; expected one each per image")
+        raise ValueError(
+            f"{len(scores)} scores, {len(labels)} labels and {len(tasks)} tasks; expected one each per image"
+        )
     p, yes = scores.p_yes, scores.says_yes
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
-    calibration = [{"p_mean": float(p[which == b].mean()), "yes_rate": float(labels[which == b].mean()),
-                    "n": int((which == b).sum())} for b in range(bins) if (which == b).any()]
-    per_task = {t: _agreement(p[tasks == t], yes[tasks == t], labels[tasks == t]) for t in dict.fromkeys(tasks.tolist())}
+    calibration = [
+        {
+            "p_mean": float(p[which == b].mean()),
+            "yes_rate": float(labels[which == b].mean()),
+            "n": int((which == b).sum()),
+        }
+        for b in range(bins)
+        if (which == b).any()
+    ]
+    per_task = {
+        t: _agreement(p[tasks == t], yes[tasks == t], labels[tasks == t]) for t in dict.fromkeys(tasks.tolist())
+    }
     from lab.world import TASKS
 
     per_task = {t: per_task[t] for t in TASKS if t in per_task} | {t: v for t, v in per_task.items() if t not in TASKS}

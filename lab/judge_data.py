@@ -44,8 +44,9 @@ def training_prompts(n: int, seed: int) -> list[str]:
     return [world.sample_training_prompt(rng).text for _ in range(n)]
 
 
-def sample_bank(model: str, n: int, seed: int, cache: str | Path, sampler: SamplerConfig = SamplerConfig(),
-                progress: bool = True) -> SampleBank:
+def sample_bank(
+    model: str, n: int, seed: int, cache: str | Path, sampler: SamplerConfig = SamplerConfig(), progress: bool = True
+) -> SampleBank:
     """`n` samples of `model` (a name or path for `lab.zoo.resolve_model`) on training prompts;
     image i uses prompt i of `training_prompts(n, seed)` and noise seed `seed + i`. Cached under
     `cache/<model>/` (`lab.sampling.generate_cached`): a second or resumed call only generates
@@ -55,8 +56,9 @@ def sample_bank(model: str, n: int, seed: int, cache: str | Path, sampler: Sampl
     prompts = training_prompts(n, seed)
     seeds = [seed + i for i in range(n)]
     folder = Path(cache) / str(model).replace("/", "_")
-    images, _ = generate_cached(lambda: resolve_model(model), prompts, seeds, folder, sampler, progress,
-                                desc=f"judge samples {model}")
+    images, _ = generate_cached(
+        lambda: resolve_model(model), prompts, seeds, folder, sampler, progress, desc=f"judge samples {model}"
+    )
     return SampleBank(images, prompts, np.array(seeds), str(model))
 
 
@@ -78,13 +80,19 @@ def confusable_prompts(prompt: world.Prompt, rng: np.random.Generator) -> list[w
     make = world.make_prompt
     if t in ("single_object", "colors"):
         cls, col = inc[0].cls, inc[0].color
-        out = [make("colors", (cls,), (other(colors, col),)), make(t, (other(shapes, cls),), (col,)),
-               make("counting", (cls,), count=2)]
+        out = [
+            make("colors", (cls,), (other(colors, col),)),
+            make(t, (other(shapes, cls),), (col,)),
+            make("counting", (cls,), count=2),
+        ]
     elif t in ("two_object", "color_attr"):
         (a, ca), (b, cb) = (inc[0].cls, inc[0].color), (inc[1].cls, inc[1].color)
-        out = [make(t, (other(shapes, a, b), b), (ca, cb)), make(t, (a, other(shapes, a, b)), (ca, cb)),
-               make("single_object", (a,)) if t == "two_object" else make("color_attr", (a, b), (cb, ca)),
-               make("color_attr", (a, b), (other(colors, ca, cb), cb or other(colors)))]
+        out = [
+            make(t, (other(shapes, a, b), b), (ca, cb)),
+            make(t, (a, other(shapes, a, b)), (ca, cb)),
+            make("single_object", (a,)) if t == "two_object" else make("color_attr", (a, b), (cb, ca)),
+            make("color_attr", (a, b), (other(colors, ca, cb), cb or other(colors))),
+        ]
     elif t == "counting":
         cls, n = inc[0].cls, inc[0].count
         out = [make(t, (cls,), count=m) for m in (n - 1, n + 1) if m in world.NUMBERS]
@@ -93,8 +101,12 @@ def confusable_prompts(prompt: world.Prompt, rng: np.random.Generator) -> list[w
     elif t == "position":
         b, a, rel = inc[0].cls, inc[1].cls, inc[1].position[0]
         opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}[rel]
-        out = [make(t, (a, b), relation=opposite), make(t, (b, a), relation=rel),
-               make(t, (a, b), relation=other(world.RELATIONS, rel, opposite)), make(t, (other(shapes, a, b), b), relation=rel)]
+        out = [
+            make(t, (a, b), relation=opposite),
+            make(t, (b, a), relation=rel),
+            make(t, (a, b), relation=other(world.RELATIONS, rel, opposite)),
+            make(t, (other(shapes, a, b), b), relation=rel),
+        ]
     else:
         raise ValueError(f"unknown task {t!r}; expected one of {world.TASKS}")
     return [p for p in out if p.text != prompt.text]
@@ -121,14 +133,19 @@ class Pairs:
     @staticmethod
     def concat(parts: list[Pairs]) -> Pairs:
         offsets = np.cumsum([0] + [len(p.images) for p in parts[:-1]])
-        return Pairs(np.concatenate([p.images for p in parts]),
-                     np.concatenate([p.image_index + o for p, o in zip(parts, offsets)]),
-                     [x for p in parts for x in p.prompts], np.concatenate([p.labels for p in parts]),
-                     [x for p in parts for x in p.tasks], [x for p in parts for x in p.sources])
+        return Pairs(
+            np.concatenate([p.images for p in parts]),
+            np.concatenate([p.image_index + o for p, o in zip(parts, offsets)]),
+            [x for p in parts for x in p.prompts],
+            np.concatenate([p.labels for p in parts]),
+            [x for p in parts for x in p.tasks],
+            [x for p in parts for x in p.sources],
+        )
 
 
-def label_pairs(images: np.ndarray, prompts: list[str], source: str, rng: np.random.Generator,
-                negatives_per_image: int = 2) -> Pairs:
+def label_pairs(
+    images: np.ndarray, prompts: list[str], source: str, rng: np.random.Generator, negatives_per_image: int = 2
+) -> Pairs:
     """Pairs each image with its own prompt and `negatives_per_image` confusable ones, labelled by
     the evaluator (objects are detected once per image, the rules applied per prompt)."""
     index, texts, labels, tasks = [], [], [], []

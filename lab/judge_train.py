@@ -26,8 +26,23 @@ from lab.judge import QUESTION, VLMJudge, reliability
 from lab.judge_data import JUDGE_SEED, degraded_render, judge_dataset
 
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
-CHAT_WORDS = ("user", "assistant", "does", "this", "image", "match", "the", "prompt", ":", "?", "answer", "yes", "or",
-              "no", ".")
+CHAT_WORDS = (
+    "user",
+    "assistant",
+    "does",
+    "this",
+    "image",
+    "match",
+    "the",
+    "prompt",
+    ":",
+    "?",
+    "answer",
+    "yes",
+    "or",
+    "no",
+    ".",
+)
 # The lab's chat template: "user : QUESTION <image> assistant : " -> the next token is the answer.
 # The text goes before the image although the message lists the image first: in a causal decoder
 # the image tokens can then attend to the prompt, so each patch can be checked against what the
@@ -74,9 +89,15 @@ def build_tokenizer():
     tok = Tokenizer(WordLevel(vocab, unk_token=SPECIAL["unk"]))
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Whitespace()  # splits "circle?" into "circle", "?"
-    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=SPECIAL["bos"], eos_token=SPECIAL["eos"],
-                                   unk_token=SPECIAL["unk"], pad_token=SPECIAL["pad"], padding_side="left",
-                                   extra_special_tokens={"image_token": SPECIAL["image"]})
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        bos_token=SPECIAL["bos"],
+        eos_token=SPECIAL["eos"],
+        unk_token=SPECIAL["unk"],
+        pad_token=SPECIAL["pad"],
+        padding_side="left",
+        extra_special_tokens={"image_token": SPECIAL["image"]},
+    )
 
 
 def build_judge(size: str | JudgeSize = "lab", seed: int = 0):
@@ -96,25 +117,54 @@ def build_judge(size: str | JudgeSize = "lab", seed: int = 0):
         size = JUDGE_SIZES[size]
     tokenizer = build_tokenizer()
     image_tokens = (world.IMAGE_SIZE // size.patch) ** 2
-    vision = CLIPVisionConfig(hidden_size=size.vision_hidden, intermediate_size=size.mlp_ratio * size.vision_hidden,
-                              num_hidden_layers=size.vision_layers, num_attention_heads=size.heads,
-                              image_size=world.IMAGE_SIZE, patch_size=size.patch, projection_dim=size.vision_hidden)
-    text = LlamaConfig(vocab_size=len(tokenizer), hidden_size=size.text_hidden,
-                       intermediate_size=size.mlp_ratio * size.text_hidden, num_hidden_layers=size.text_layers,
-                       num_attention_heads=size.heads, num_key_value_heads=size.heads,
-                       max_position_embeddings=4 * image_tokens, pad_token_id=tokenizer.pad_token_id,
-                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    vision = CLIPVisionConfig(
+        hidden_size=size.vision_hidden,
+        intermediate_size=size.mlp_ratio * size.vision_hidden,
+        num_hidden_layers=size.vision_layers,
+        num_attention_heads=size.heads,
+        image_size=world.IMAGE_SIZE,
+        patch_size=size.patch,
+        projection_dim=size.vision_hidden,
+    )
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=size.text_hidden,
+        intermediate_size=size.mlp_ratio * size.text_hidden,
+        num_hidden_layers=size.text_layers,
+        num_attention_heads=size.heads,
+        num_key_value_heads=size.heads,
+        max_position_embeddings=4 * image_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
     # "full" keeps CLIP's class token (the scene summary of pretrain_vision) before the patch tokens.
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(SPECIAL["image"]),
-                         image_seq_length=image_tokens + 1, vision_feature_layer=-1, vision_feature_select_strategy="full")
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(SPECIAL["image"]),
+        image_seq_length=image_tokens + 1,
+        vision_feature_layer=-1,
+        vision_feature_select_strategy="full",
+    )
     torch.manual_seed(seed)
     model = LlavaForConditionalGeneration(config)
-    image_processor = CLIPImageProcessorPil(do_resize=False, do_center_crop=False, image_mean=list(PIXEL_MEAN),
-                                         image_std=list(PIXEL_STD), size={"shortest_edge": world.IMAGE_SIZE},
-                                         crop_size={"height": world.IMAGE_SIZE, "width": world.IMAGE_SIZE})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=size.patch,
-                               vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE,
-                               num_additional_image_tokens=1)  # CLIP's class token
+    image_processor = CLIPImageProcessorPil(
+        do_resize=False,
+        do_center_crop=False,
+        image_mean=list(PIXEL_MEAN),
+        image_std=list(PIXEL_STD),
+        size={"shortest_edge": world.IMAGE_SIZE},
+        crop_size={"height": world.IMAGE_SIZE, "width": world.IMAGE_SIZE},
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=size.patch,
+        vision_feature_select_strategy="full",
+        chat_template=CHAT_TEMPLATE,
+        num_additional_image_tokens=1,
+    )  # CLIP's class token
     return model, processor
 
 
@@ -157,7 +207,9 @@ def answer_loss(judge: VLMJudge, batch: dict, labels: torch.Tensor, class_weight
     over the whole vocabulary, at the last position."""
     logits = judge.model(**batch).logits[:, -1].float()
     target = torch.where(labels.bool(), judge.yes_ids[0], judge.no_ids[0])
-    return (F.cross_entropy(logits, target, reduction="none") * class_weight[labels.long()]).sum() / class_weight[labels.long()].sum()
+    return (F.cross_entropy(logits, target, reduction="none") * class_weight[labels.long()]).sum() / class_weight[
+        labels.long()
+    ].sum()
 
 
 def scene_targets(scene) -> np.ndarray:
@@ -191,7 +243,10 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
     rng = np.random.default_rng(cfg.seed)
     losses = []
     for step in tqdm(range(cfg.vision_steps), desc="judge vision tower", disable=not progress):
-        scenes = [world.sample_scene(world.sample_training_prompt(rng), int(rng.integers(2**31))) for _ in range(cfg.batch_size)]
+        scenes = [
+            world.sample_scene(world.sample_training_prompt(rng), int(rng.integers(2**31)))
+            for _ in range(cfg.batch_size)
+        ]
         images = [degraded_render(sc, rng) for sc in scenes]
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
         target = torch.as_tensor(np.stack([scene_targets(sc) for sc in scenes]))
@@ -210,10 +265,16 @@ def batch_indices(pairs, cfg: JudgeTrainConfig, rng: np.random.Generator) -> np.
     far fewer of those than renders, and they are what the judge will see)."""
     generated = np.flatnonzero(np.asarray(pairs.sources) != "render")
     rendered = np.flatnonzero(np.asarray(pairs.sources) == "render")
-    k = int(round(cfg.batch_size * cfg.generated_fraction)) if len(generated) and len(rendered) else (
-        cfg.batch_size if len(generated) else 0)
-    return np.concatenate([rng.choice(generated, k), rng.choice(rendered, cfg.batch_size - k)]) if k < cfg.batch_size \
+    k = (
+        int(round(cfg.batch_size * cfg.generated_fraction))
+        if len(generated) and len(rendered)
+        else (cfg.batch_size if len(generated) else 0)
+    )
+    return (
+        np.concatenate([rng.choice(generated, k), rng.choice(rendered, cfg.batch_size - k)])
+        if k < cfg.batch_size
         else rng.choice(generated, k)
+    )
 
 
 def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -> dict:
@@ -269,9 +330,14 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
 
 def reliability_markdown(metrics: dict) -> str:
     """Markdown rows of a `lab.judge.reliability` result: per task and overall."""
-    rows = ["| task | pairs | evaluator yes | accuracy | balanced accuracy | AUC |", "| --- | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| task | pairs | evaluator yes | accuracy | balanced accuracy | AUC |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for task, r in (metrics["tasks"] | {"overall": metrics["overall"]}).items():
-        rows.append(f"| {task} | {r['n']} | {r['positives']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['auc']:.3f} |")
+        rows.append(
+            f"| {task} | {r['n']} | {r['positives']} | {r['accuracy']:.3f} | {r['balanced_accuracy']:.3f} | {r['auc']:.3f} |"
+        )
     return "\n".join(rows)
 
 
@@ -304,5 +370,15 @@ scaling notebook (`reports/scaling/`)."""
 
 def quick_config(cfg: JudgeTrainConfig) -> JudgeTrainConfig:
     """A seconds-long smoke-test variant of `cfg` (tests, quick notebooks): a tiny judge on renders only."""
-    return replace(cfg, size="tiny", sample_models=(), samples_per_model=(), renders=256, steps=4, batch_size=16,
-                   eval_every=4, warmup_steps=1, vision_steps=2)
+    return replace(
+        cfg,
+        size="tiny",
+        sample_models=(),
+        samples_per_model=(),
+        renders=256,
+        steps=4,
+        batch_size=16,
+        eval_every=4,
+        warmup_steps=1,
+        vision_steps=2,
+    )

@@ -179,8 +179,13 @@ class TextEncoderSize:
     def for_hidden(hidden_size: int) -> TextEncoderSize:
         """The lab's encoder shape for a given hidden size (2 heads, 4x MLP)."""
         d = TextEncoderSize()
-        return TextEncoderSize(hidden_size, d.num_hidden_layers, d.num_attention_heads,
-                               hidden_size // d.num_attention_heads, 4 * hidden_size)
+        return TextEncoderSize(
+            hidden_size,
+            d.num_hidden_layers,
+            d.num_attention_heads,
+            hidden_size // d.num_attention_heads,
+            4 * hidden_size,
+        )
 
 
 def build_text_encoder(tokenizer, size: TextEncoderSize = TextEncoderSize()):
@@ -300,7 +305,9 @@ def check_pipeline_dir(path: str | Path) -> Path:
         raise ValueError(f"{path} does not exist; expected a SanaPipeline directory (saved with save_pretrained)")
     index = path / "model_index.json"
     if not index.is_file():
-        raise ValueError(f"{path} is not a pipeline directory: no model_index.json (expected a SanaPipeline saved with save_pretrained)")
+        raise ValueError(
+            f"{path} is not a pipeline directory: no model_index.json (expected a SanaPipeline saved with save_pretrained)"
+        )
     try:
         cls = json.loads(index.read_text()).get("_class_name")
     except json.JSONDecodeError as e:
@@ -324,8 +331,10 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
             warnings.simplefilter("ignore")
             pipe = SanaPipeline.from_pretrained(path, torch_dtype=dtype)
     except Exception as e:  # safetensors/json/shape errors all mean the same thing to a user
-        raise ValueError(f"could not load the pipeline in {path} (damaged or incomplete weights?): "
-                         f"{type(e).__name__}: {_first_line(e)}") from e
+        raise ValueError(
+            f"could not load the pipeline in {path} (damaged or incomplete weights?): "
+            f"{type(e).__name__}: {_first_line(e)}"
+        ) from e
     pipe.set_progress_bar_config(disable=True)
     return pipe.to(device)
 

@@ -75,9 +75,18 @@ def use_style() -> None:
     matplotlib.rcParams.update(STYLE)
 
 
-def image_grid(images, captions: Sequence[str] | None = None, verdicts: Sequence | None = None, ncols: int = 8,
-               title: str | None = None, stamp: dict | None = None, panel_inches: float = 1.4,
-               caption_chars: int = 22, caption_line_inches: float = 0.14, title_inches: float = 0.35) -> Figure:
+def image_grid(
+    images,
+    captions: Sequence[str] | None = None,
+    verdicts: Sequence | None = None,
+    ncols: int = 8,
+    title: str | None = None,
+    stamp: dict | None = None,
+    panel_inches: float = 1.4,
+    caption_chars: int = 22,
+    caption_line_inches: float = 0.14,
+    title_inches: float = 0.35,
+) -> Figure:
     """Images in a grid, each with an optional caption and a green check / red cross per verdict.
 
     Args:
@@ -102,7 +111,9 @@ def image_grid(images, captions: Sequence[str] | None = None, verdicts: Sequence
     caption_lines = max((len(textwrap.wrap(c, caption_chars)) for c in captions), default=0) if captions else 0
     row_inches = panel_inches + caption_lines * caption_line_inches
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(ncols * panel_inches, nrows * row_inches + (title_inches if title else 0)), layout="constrained")
+        fig = Figure(
+            figsize=(ncols * panel_inches, nrows * row_inches + (title_inches if title else 0)), layout="constrained"
+        )
         axes = fig.subplots(nrows, ncols, squeeze=False)
         for i, ax in enumerate(axes.flat):
             ax.set_axis_off()
@@ -110,8 +121,9 @@ def image_grid(images, captions: Sequence[str] | None = None, verdicts: Sequence
                 continue
             ax.imshow(images[i])
             if captions is not None:
-                ax.set_title("\n".join(textwrap.wrap(captions[i], caption_chars)), fontsize="small", y=CAPTION_Y,
-                             va="top", pad=0)
+                ax.set_title(
+                    "\n".join(textwrap.wrap(captions[i], caption_chars)), fontsize="small", y=CAPTION_Y, va="top", pad=0
+                )
             verdict = None if verdicts is None else verdicts[i]
             if verdict is not None:
                 _mark(ax, bool(getattr(verdict, "correct", verdict)))
@@ -127,13 +139,24 @@ def image_grid(images, captions: Sequence[str] | None = None, verdicts: Sequence
 def _mark(ax: Axes, correct: bool) -> None:
     """A check or cross in the image's top-right corner, and a frame, in green or red."""
     color = CORRECT_COLOR if correct else WRONG_COLOR
-    ax.text(*MARK_XY, MARKS[correct], transform=ax.transAxes, ha="right", va="top", color="white",
-            fontsize="large", fontweight="bold", bbox={"boxstyle": "round,pad=0.15", "fc": color, "ec": "none"})
+    ax.text(
+        *MARK_XY,
+        MARKS[correct],
+        transform=ax.transAxes,
+        ha="right",
+        va="top",
+        color="white",
+        fontsize="large",
+        fontweight="bold",
+        bbox={"boxstyle": "round,pad=0.15", "fc": color, "ec": "none"},
+    )
     _frame(ax, color, VERDICT_FRAME_LW)
 
 
 def _frame(ax: Axes, color: str, lw: float) -> None:
-    ax.add_patch(matplotlib.patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec=color, lw=lw, clip_on=False))
+    ax.add_patch(
+        matplotlib.patches.Rectangle((0, 0), 1, 1, transform=ax.transAxes, fill=False, ec=color, lw=lw, clip_on=False)
+    )
 
 
 def _to_display(image) -> np.ndarray:
@@ -160,8 +183,15 @@ def stamp_figure(fig: Figure, stamp: dict, fontsize: float = 6.5, footer_inches:
 
     entries = dict(stamp)
     if entries.get("mode") == "quick":
-        fig.text(*SMOKE_TEST_XY, SMOKE_TEST, ha="right", va="top", fontsize=fontsize * SMOKE_TEST_SCALE,
-                 color=SMOKE_TEST_COLOR, fontweight="bold")
+        fig.text(
+            *SMOKE_TEST_XY,
+            SMOKE_TEST,
+            ha="right",
+            va="top",
+            fontsize=fontsize * SMOKE_TEST_SCALE,
+            color=SMOKE_TEST_COLOR,
+            fontweight="bold",
+        )
     entries.setdefault("commit", git_commit())
     text = "  \u00b7  ".join(f"{k}={v}" for k, v in entries.items())
     # wrap to the figure's width so narrow figures keep every entry (the commit comes last)
@@ -200,8 +230,14 @@ def _block_ticks(num_blocks: int, most: int = 32) -> np.ndarray:
     return np.arange(num_blocks)[:: max(1, -(-num_blocks // most))]
 
 
-def block_importance_lines(table, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None,
-                           highlight: Sequence[int] | None = None, highlight_label: str = "kept") -> Figure:
+def block_importance_lines(
+    table,
+    ax: Axes | None = None,
+    title: str | None = None,
+    stamp: dict | None = None,
+    highlight: Sequence[int] | None = None,
+    highlight_label: str = "kept",
+) -> Figure:
     """Importance vs block index: a thin line per timestep (coloured by t) and the mean in black.
 
     Args:
@@ -224,10 +260,22 @@ def block_importance_lines(table, ax: Axes | None = None, title: str | None = No
         if highlight is not None:
             kept = sorted(int(i) for i in highlight)
             for i in kept:
-                ax.axvspan(i - HIGHLIGHT_HALF_WIDTH, i + HIGHLIGHT_HALF_WIDTH, color=HIGHLIGHT_COLOR,
-                           alpha=HIGHLIGHT_ALPHA, lw=0)
-            ax.plot(kept, table.mean[kept], ls="none", marker="o", ms=HIGHLIGHT_MS, color=HIGHLIGHT_COLOR,
-                    label=f"{highlight_label} ({len(kept)} of {table.num_blocks})")
+                ax.axvspan(
+                    i - HIGHLIGHT_HALF_WIDTH,
+                    i + HIGHLIGHT_HALF_WIDTH,
+                    color=HIGHLIGHT_COLOR,
+                    alpha=HIGHLIGHT_ALPHA,
+                    lw=0,
+                )
+            ax.plot(
+                kept,
+                table.mean[kept],
+                ls="none",
+                marker="o",
+                ms=HIGHLIGHT_MS,
+                color=HIGHLIGHT_COLOR,
+                label=f"{highlight_label} ({len(kept)} of {table.num_blocks})",
+            )
         sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(t.min(), t.max()))
         fig.colorbar(sm, ax=ax, label="timestep t (1000 = pure noise)")
         ax.set_xlabel("block index")
@@ -261,8 +309,14 @@ def importance_heatmap(table, ax: Axes | None = None, title: str | None = None, 
     return fig
 
 
-def block_similarity_curve(similarity, reference=None, title: str | None = None, ylim: tuple | None = None,
-                           ax: Axes | None = None, size: tuple[float, float] = PANEL_SIZE) -> Figure:
+def block_similarity_curve(
+    similarity,
+    reference=None,
+    title: str | None = None,
+    ylim: tuple | None = None,
+    ax: Axes | None = None,
+    size: tuple[float, float] = PANEL_SIZE,
+) -> Figure:
     """Per-block cosine similarity of input and output (1 = the block changes nothing).
 
     Args:
@@ -288,8 +342,14 @@ def block_similarity_curve(similarity, reference=None, title: str | None = None,
     return fig
 
 
-def pruning_curves(rows: Sequence[dict], unpruned: float | None = None, scratch: Sequence[dict] = (),
-                   ax: Axes | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+def pruning_curves(
+    rows: Sequence[dict],
+    unpruned: float | None = None,
+    scratch: Sequence[dict] = (),
+    ax: Axes | None = None,
+    title: str | None = None,
+    stamp: dict | None = None,
+) -> Figure:
     """GenEval-mini vs pruned depth, one colour per pruning method: dashed before and solid after
     the recovery fine-tune; the unpruned model as a horizontal line; from-scratch models as stars.
 
@@ -304,11 +364,26 @@ def pruning_curves(rows: Sequence[dict], unpruned: float | None = None, scratch:
             mine = sorted((r for r in rows if r["method"] == method), key=lambda r: r["depth"])
             depths = [r["depth"] for r in mine]
             color = METHOD_COLORS.get(method)
-            ax.plot(depths, [r["before"] for r in mine], ls="--", marker="o", ms=3, color=color, alpha=0.6,
-                    label=f"{method}, pruned")
+            ax.plot(
+                depths,
+                [r["before"] for r in mine],
+                ls="--",
+                marker="o",
+                ms=3,
+                color=color,
+                alpha=0.6,
+                label=f"{method}, pruned",
+            )
             if all(r.get("after") is not None for r in mine):
-                ax.plot(depths, [r["after"] for r in mine], ls="-", marker="o", ms=4, color=color,
-                        label=f"{method}, + fine-tune")
+                ax.plot(
+                    depths,
+                    [r["after"] for r in mine],
+                    ls="-",
+                    marker="o",
+                    ms=4,
+                    color=color,
+                    label=f"{method}, + fine-tune",
+                )
         if unpruned is not None:
             ax.axhline(unpruned, color="black", lw=1, label=f"unpruned ({unpruned:.3f})")
         for s in scratch:
@@ -357,9 +432,16 @@ def _xy(points) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
-def loss_curves(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | None = None, smooth: float = LOSS_SMOOTHING,
-                labels: dict[str, str] | None = None, colors: dict[str, str] | None = None, logy: bool = False,
-                title: str | None = None, stamp: dict | None = None) -> Figure:
+def loss_curves(
+    runs: dict[str, Sequence[tuple[int, float]]],
+    ax: Axes | None = None,
+    smooth: float = LOSS_SMOOTHING,
+    labels: dict[str, str] | None = None,
+    colors: dict[str, str] | None = None,
+    logy: bool = False,
+    title: str | None = None,
+    stamp: dict | None = None,
+) -> Figure:
     """Training loss against step, one line per run: the raw loss faint, its EMA (`smooth`) solid.
 
     Args:
@@ -393,9 +475,16 @@ def loss_curves(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | None = 
     return fig
 
 
-def metric_vs_steps(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | None = None, ylabel: str = "GenEval-mini",
-                    reference: dict[str, float] | None = None, labels: dict[str, str] | None = None,
-                    colors: dict[str, str] | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
+def metric_vs_steps(
+    runs: dict[str, Sequence[tuple[int, float]]],
+    ax: Axes | None = None,
+    ylabel: str = "GenEval-mini",
+    reference: dict[str, float] | None = None,
+    labels: dict[str, str] | None = None,
+    colors: dict[str, str] | None = None,
+    title: str | None = None,
+    stamp: dict | None = None,
+) -> Figure:
     """A score measured now and then during training (e.g. GenEval-mini overall) against step.
 
     Args:
@@ -416,8 +505,15 @@ def metric_vs_steps(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | Non
             ax.plot(steps, values, marker="o", ms=3, color=colors[name], label=(labels or {}).get(name, name))
         for text, value in (reference or {}).items():
             ax.axhline(value, **REFERENCE_STYLE)
-            ax.annotate(text, (0, value), xycoords=("axes fraction", "data"), xytext=(2, 2), textcoords="offset points",
-                        fontsize="small", color=REFERENCE_STYLE["color"])
+            ax.annotate(
+                text,
+                (0, value),
+                xycoords=("axes fraction", "data"),
+                xytext=(2, 2),
+                textcoords="offset points",
+                fontsize="small",
+                color=REFERENCE_STYLE["color"],
+            )
         ax.set_xlabel("training step")
         ax.set_ylabel(ylabel)
         ax.legend()
@@ -428,10 +524,17 @@ def metric_vs_steps(runs: dict[str, Sequence[tuple[int, float]]], ax: Axes | Non
     return fig
 
 
-def training_curves(loss: dict[str, Sequence[tuple[int, float]]], metric: dict[str, Sequence[tuple[int, float]]],
-                    metric_label: str = "GenEval-mini", reference: dict[str, float] | None = None,
-                    labels: dict[str, str] | None = None, colors: dict[str, str] | None = None,
-                    smooth: float = LOSS_SMOOTHING, title: str | None = None, stamp: dict | None = None) -> Figure:
+def training_curves(
+    loss: dict[str, Sequence[tuple[int, float]]],
+    metric: dict[str, Sequence[tuple[int, float]]],
+    metric_label: str = "GenEval-mini",
+    reference: dict[str, float] | None = None,
+    labels: dict[str, str] | None = None,
+    colors: dict[str, str] | None = None,
+    smooth: float = LOSS_SMOOTHING,
+    title: str | None = None,
+    stamp: dict | None = None,
+) -> Figure:
     """Two panels side by side: `loss_curves(loss)` and `metric_vs_steps(metric)`, one colour per run
     (`colors`, default `run_colors(loss, metric)`)."""
     colors = colors or run_colors(loss, metric)
@@ -454,8 +557,9 @@ LEGEND_HEADROOM = 1.3  # y-axis top as a multiple of the tallest bar
 OPTIMIZER_COLORS = {"adamw": "#1f77b4", "adamw8bit": "#aec7e8", "came": "#d62728", "came8bit": "#ff9896"}
 
 
-def optimizer_memory_bars(rows: Sequence[dict], ax: Axes | None = None, title: str | None = None,
-                          stamp: dict | None = None) -> Figure:
+def optimizer_memory_bars(
+    rows: Sequence[dict], ax: Axes | None = None, title: str | None = None, stamp: dict | None = None
+) -> Figure:
     """Optimizer-state bytes per parameter, grouped by model, one bar per optimizer, each labelled
     with its ratio to AdamW (fp32).
 
@@ -476,10 +580,21 @@ def optimizer_memory_bars(rows: Sequence[dict], ax: Axes | None = None, title: s
                 if r is None:
                     continue
                 x = i + (j - (len(optimizers) - 1) / 2) * width
-                ax.bar(x, r["bytes_per_param"], width, color=OPTIMIZER_COLORS.get(opt, f"C{j}"),
-                       label=opt if i == 0 else None)
-                ax.annotate(f"{r['vs_adamw']:.3f}x", (x, r["bytes_per_param"]), xytext=(0, 2),
-                            textcoords="offset points", ha="center", fontsize="x-small")
+                ax.bar(
+                    x,
+                    r["bytes_per_param"],
+                    width,
+                    color=OPTIMIZER_COLORS.get(opt, f"C{j}"),
+                    label=opt if i == 0 else None,
+                )
+                ax.annotate(
+                    f"{r['vs_adamw']:.3f}x",
+                    (x, r["bytes_per_param"]),
+                    xytext=(0, 2),
+                    textcoords="offset points",
+                    ha="center",
+                    fontsize="x-small",
+                )
         ax.set_xticks(range(len(models)), models)
         ax.set_ylabel("optimizer state (bytes / parameter)")
         ax.set_ylim(top=LEGEND_HEADROOM * max(r["bytes_per_param"] for r in rows))  # legend above the bars
@@ -526,8 +641,15 @@ def scaling_curves(models: dict, stamp: dict | None = None) -> Figure:
                 if not rows:
                     continue
                 ns = [r["n"] for r in rows]
-                ax.plot(ns, [r["overall"] for r in rows], color=f"C{i}", ls=style["ls"], marker=style["marker"], ms=4,
-                        label=style["label"])
+                ax.plot(
+                    ns,
+                    [r["overall"] for r in rows],
+                    color=f"C{i}",
+                    ls=style["ls"],
+                    marker=style["marker"],
+                    ms=4,
+                    label=style["label"],
+                )
                 _band(ax, ns, rows, f"C{i}")
             ax.set_xscale("log", base=2)
             ax.set_xticks(ns, [str(n) for n in ns])
@@ -547,8 +669,11 @@ def steps_vs_candidates(data: dict, ax: Axes | None = None, stamp: dict | None =
     own_figure = ax is None
     fig, ax = _axes_or_new(ax, PANEL_INCHES)
     with matplotlib.rc_context(STYLE):
-        lines = (("steps", "more steps, 1 image"), ("candidates", "more candidates (judge)"),
-                 ("candidates_oracle", "more candidates (oracle bound)"))
+        lines = (
+            ("steps", "more steps, 1 image"),
+            ("candidates", "more candidates (judge)"),
+            ("candidates_oracle", "more candidates (oracle bound)"),
+        )
         for i, (key, label) in enumerate(lines):
             rows = data.get(key, [])
             if not rows:
@@ -557,8 +682,14 @@ def steps_vs_candidates(data: dict, ax: Axes | None = None, stamp: dict | None =
             ax.plot(xs, [r["overall"] for r in rows], marker="o", ms=4, color=f"C{i}", label=label)
             _band(ax, xs, rows, f"C{i}")
             for r, x in zip(rows, xs):
-                ax.annotate(f"{r['steps']} steps" if key == "steps" else f"N={r['n']}", (x, r["overall"]), fontsize="x-small",
-                            xytext=(3, -9 if key == "steps" else 4), textcoords="offset points", color=f"C{i}")
+                ax.annotate(
+                    f"{r['steps']} steps" if key == "steps" else f"N={r['n']}",
+                    (x, r["overall"]),
+                    fontsize="x-small",
+                    xytext=(3, -9 if key == "steps" else 4),
+                    textcoords="offset points",
+                    color=f"C{i}",
+                )
         ax.set_xscale("log")
         ax.set_xlabel("transformer evaluations per final image (NFE)")
         ax.set_ylabel("GenEval-mini overall")
@@ -578,14 +709,33 @@ def compute_frontier(rows: Sequence[dict], ax: Axes | None = None, stamp: dict |
     with matplotlib.rc_context(STYLE):
         for i, model in enumerate(models):
             mine = sorted((r for r in rows if r["model"] == model), key=lambda r: r["seconds"])
-            ax.plot([r["seconds"] for r in mine], [r["overall"] for r in mine], marker="o", ms=4, color=f"C{i}",
-                    label=f"{model} ({mine[0]['blocks']} blocks)")
+            ax.plot(
+                [r["seconds"] for r in mine],
+                [r["overall"] for r in mine],
+                marker="o",
+                ms=4,
+                color=f"C{i}",
+                label=f"{model} ({mine[0]['blocks']} blocks)",
+            )
             for r in mine:
-                ax.annotate(f"{r['n']}", (r["seconds"], r["overall"]), fontsize="x-small", xytext=(3, 3),
-                            textcoords="offset points", color=f"C{i}")
+                ax.annotate(
+                    f"{r['n']}",
+                    (r["seconds"], r["overall"]),
+                    fontsize="x-small",
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                    color=f"C{i}",
+                )
         best = sorted((r for r in rows if r.get("pareto")), key=lambda r: r["seconds"])
-        ax.plot([r["seconds"] for r in best], [r["overall"] for r in best], "o", ms=10, mfc="none", mec="#222222",
-                label="frontier")
+        ax.plot(
+            [r["seconds"] for r in best],
+            [r["overall"] for r in best],
+            "o",
+            ms=10,
+            mfc="none",
+            mec="#222222",
+            label="frontier",
+        )
         ax.set_xscale("log")
         ax.set_xlabel("seconds per final image (generate + judge, N candidates)")
         ax.set_ylabel("GenEval-mini overall")
@@ -615,7 +765,9 @@ def judge_reliability(reliability: dict, stamp: dict | None = None) -> Figure:
             aucs = [rows.get(t, {}).get("auc", np.nan) for t in names]
             bars.plot(xs, aucs, "_", ms=10, mew=2, color="#222222", label="AUC" if i == 0 else None)
             c = reliability[split]["calibration"]
-            calib.plot([b["p_mean"] for b in c], [b["yes_rate"] for b in c], marker="o", ms=4, color=f"C{i}", label=split)
+            calib.plot(
+                [b["p_mean"] for b in c], [b["yes_rate"] for b in c], marker="o", ms=4, color=f"C{i}", label=split
+            )
         bars.axhline(0.9, **REFERENCE_STYLE)
         bars.set_xticks(range(len(names)), [n.replace("_", " ") for n in names], rotation=30, ha="right")
         bars.set_ylim(0, 1.05)
@@ -658,8 +810,14 @@ def _bracket_positions(n: int, bracket) -> list[dict[int, tuple[float, float]]]:
     return levels
 
 
-def tournament_bracket(result, images=None, verdicts: Sequence | None = None, rounds: int | None = None,
-                       title: str | None = None, stamp: dict | None = None) -> Figure:
+def tournament_bracket(
+    result,
+    images=None,
+    verdicts: Sequence | None = None,
+    rounds: int | None = None,
+    title: str | None = None,
+    stamp: dict | None = None,
+) -> Figure:
     """The best-of-N tournament as a bracket: candidates along the bottom, each round's winners
     above their match, the winner's path in green and the champion on top.
 
@@ -703,8 +861,13 @@ def tournament_bracket(result, images=None, verdicts: Sequence | None = None, ro
                     x, y = below[player]
                     won = player == m.winner
                     elbow = (y + top[1]) / 2
-                    ax.plot([x, x, top[0], top[0]], [y + half, elbow, elbow, top[1] - half], zorder=1,
-                            color=CORRECT_COLOR if won else LOSER_COLOR, lw=WINNER_LW if won else LOSER_LW)
+                    ax.plot(
+                        [x, x, top[0], top[0]],
+                        [y + half, elbow, elbow, top[1] - half],
+                        zorder=1,
+                        color=CORRECT_COLOR if won else LOSER_COLOR,
+                        lw=WINNER_LW if won else LOSER_LW,
+                    )
         p_yes = getattr(result.scores, "p_yes", None)
         for level, where in enumerate(levels):
             for c, (x, y) in where.items():
@@ -712,15 +875,31 @@ def tournament_bracket(result, images=None, verdicts: Sequence | None = None, ro
                     ax.imshow(images[c], extent=(x - half, x + half, y - half, y + half), zorder=2)
                 correct = None if verdicts is None or level else bool(getattr(verdicts[c], "correct", verdicts[c]))
                 edge = FRAME_COLOR if correct is None else (CORRECT_COLOR if correct else WRONG_COLOR)
-                ax.add_patch(matplotlib.patches.Rectangle((x - half, y - half), BRACKET_THUMB, BRACKET_THUMB,
-                                                          fill=images is None, fc="white", ec=edge, zorder=3,
-                                                          lw=VERDICT_FRAME_LW if correct is not None else PLAIN_FRAME_LW))
+                ax.add_patch(
+                    matplotlib.patches.Rectangle(
+                        (x - half, y - half),
+                        BRACKET_THUMB,
+                        BRACKET_THUMB,
+                        fill=images is None,
+                        fc="white",
+                        ec=edge,
+                        zorder=3,
+                        lw=VERDICT_FRAME_LW if correct is not None else PLAIN_FRAME_LW,
+                    )
+                )
                 if images is None or level == 0:
                     label = f"#{c}"
                     if level == 0 and p_yes is not None and n <= BRACKET_LABEL_MAX_LEAVES:
                         label += f"\n{p_yes[c]:.2f}"
-                    ax.text(x, y - half if images is not None else y, label, ha="center",
-                            va="top" if images is not None else "center", fontsize="x-small", zorder=4)
+                    ax.text(
+                        x,
+                        y - half if images is not None else y,
+                        label,
+                        ha="center",
+                        va="top" if images is not None else "center",
+                        fontsize="x-small",
+                        zorder=4,
+                    )
         champion = next(iter(levels[-1])) if len(shown) == total and total else None
         done = f", winner #{champion}" if champion is not None else ""
         ax.set_title(title or f"tournament: round {len(shown)} of {total}{done}")
@@ -729,8 +908,9 @@ def tournament_bracket(result, images=None, verdicts: Sequence | None = None, ro
     return fig
 
 
-def best_so_far_curve(judge_pick, any_correct, ax: Axes | None = None, title: str | None = None,
-                      stamp: dict | None = None) -> Figure:
+def best_so_far_curve(
+    judge_pick, any_correct, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None
+) -> Figure:
     """Best-of-N quality as N grows, for one prompt: whether the judge's pick among the first N
     candidates is correct (the exact evaluator's verdict), and whether any of them is (the oracle's
     bound).
@@ -742,12 +922,16 @@ def best_so_far_curve(judge_pick, any_correct, ax: Axes | None = None, title: st
     """
     judge_pick, any_correct = np.asarray(judge_pick, float), np.asarray(any_correct, float)
     if judge_pick.shape != any_correct.shape or judge_pick.ndim != 1 or not len(judge_pick):
-        raise ValueError(f"judge_pick {judge_pick.shape} and any_correct {any_correct.shape}; expected two equal (N,) arrays")
+        raise ValueError(
+            f"judge_pick {judge_pick.shape} and any_correct {any_correct.shape}; expected two equal (N,) arrays"
+        )
     with matplotlib.rc_context(STYLE):
         fig, ax = _axes_or_new(ax, PANEL_INCHES)
         ns = np.arange(1, len(judge_pick) + 1)
         ax.step(ns, any_correct, where="post", **REFERENCE_STYLE, label="oracle: any candidate correct")
-        ax.step(ns, judge_pick, where="post", color=METHOD_COLORS["importance"], lw=MEAN_LW, label="judge's pick correct")
+        ax.step(
+            ns, judge_pick, where="post", color=METHOD_COLORS["importance"], lw=MEAN_LW, label="judge's pick correct"
+        )
         ax.set_xlabel("N (candidates so far)")
         ax.set_ylabel("GenEval-mini verdict")
         ax.set_yticks([0, 1], [MARKS[False], MARKS[True]])

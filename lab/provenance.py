@@ -26,7 +26,9 @@ def smoke_test_note(mode: str) -> str:
     """The line quick-mode outputs print before any number or claim ("" in full mode)."""
     if mode != "quick":
         return ""
-    return f"QUICK MODE: {SMOKE_TEST} (a tiny or barely trained model, a few prompts and steps; mode=\"full\" makes results)"
+    return (
+        f'QUICK MODE: {SMOKE_TEST} (a tiny or barely trained model, a few prompts and steps; mode="full" makes results)'
+    )
 
 
 def git_commit(short: bool = True) -> str:
@@ -37,9 +39,12 @@ def git_commit(short: bool = True) -> str:
         args = ["git", "-C", str(root), "rev-parse"] + (["--short"] if short else []) + ["HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, timeout=5, check=True).stdout.strip()
         # results being rewritten under reports/ do not make the code that writes them dirty
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
-                                ".", ":!reports"],
-                               capture_output=True, text=True, timeout=5).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--", ".", ":!reports"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -53,7 +58,9 @@ def provenance() -> dict:
         "commit": git_commit(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "torch": torch.__version__,
-        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})",
+        "device": torch.cuda.get_device_name(0)
+        if torch.cuda.is_available()
+        else f"cpu ({platform.processor() or platform.machine()})",
         "cpu_threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
@@ -70,7 +77,7 @@ def portable(obj):
     if isinstance(obj, os.PathLike):
         obj = os.fspath(obj)
     if isinstance(obj, str) and obj.startswith(f"{REPO_ROOT}{os.sep}"):
-        return obj[len(str(REPO_ROOT)) + 1:]
+        return obj[len(str(REPO_ROOT)) + 1 :]
     return obj
 
 

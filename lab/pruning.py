@@ -36,7 +36,11 @@ METHODS = ("importance", "last", "uniform", "random")  # how prune_depth picks t
 BRANCHES = ("both", "cond")  # CFG rows averaged: both halves of the batch, or the conditional one
 # The sampling run the importance is measured in: the sampler's defaults (SANA's), `timesteps` =
 # its steps and a batch of prompts per forward pass (x2 with CFG).
-DEFAULT_TIMESTEPS, DEFAULT_GUIDANCE, DEFAULT_BATCH = SamplerConfig.steps, SamplerConfig.guidance_scale, SamplerConfig.batch_size
+DEFAULT_TIMESTEPS, DEFAULT_GUIDANCE, DEFAULT_BATCH = (
+    SamplerConfig.steps,
+    SamplerConfig.guidance_scale,
+    SamplerConfig.batch_size,
+)
 COSINE_EPS = 1e-8  # guards all-zero tokens in the cosine
 
 
@@ -64,8 +68,10 @@ class ImportanceTable:
         self.values = np.asarray(self.values, dtype=np.float64)
         self.timesteps = np.asarray(self.timesteps, dtype=np.float64)
         if self.values.ndim != 2 or self.values.shape[1] != len(self.timesteps) or self.values.shape[0] < 1:
-            raise ValueError(f"importance values of shape {self.values.shape} for {len(self.timesteps)} timesteps; "
-                             "expected (num_blocks >= 1, num_timesteps)")
+            raise ValueError(
+                f"importance values of shape {self.values.shape} for {len(self.timesteps)} timesteps; "
+                "expected (num_blocks >= 1, num_timesteps)"
+            )
 
     @property
     def num_blocks(self) -> int:
@@ -85,10 +91,19 @@ class ImportanceTable:
         return [int(i) for i in np.argsort(-self.mean, kind="stable")]
 
     def to_json(self) -> dict:
-        return {"num_blocks": self.num_blocks, "timesteps": self.timesteps.tolist(), "values": self.values.tolist(),
-                "mean": self.mean.tolist(), "ranking": self.ranking(), "num_prompts": self.num_prompts,
-                "branches": self.branches, "guidance_scale": self.guidance_scale, "seed": self.seed,
-                "source": self.source, "prompts": list(self.prompts)}
+        return {
+            "num_blocks": self.num_blocks,
+            "timesteps": self.timesteps.tolist(),
+            "values": self.values.tolist(),
+            "mean": self.mean.tolist(),
+            "ranking": self.ranking(),
+            "num_prompts": self.num_prompts,
+            "branches": self.branches,
+            "guidance_scale": self.guidance_scale,
+            "seed": self.seed,
+            "source": self.source,
+            "prompts": list(self.prompts),
+        }
 
     @staticmethod
     def from_json(d: dict) -> ImportanceTable:
@@ -122,8 +137,12 @@ def edge_vs_middle(table: ImportanceTable, edge_fraction: float = 0.15) -> dict[
     edge = max(1, round(n * edge_fraction))
     mean = table.mean
     middle = mean[edge : n - edge]
-    return {"head": float(mean[:edge].mean()), "middle": float(middle.mean()) if len(middle) else float("nan"),
-            "tail": float(mean[n - edge :].mean()), "edge_blocks": edge}
+    return {
+        "head": float(mean[:edge].mean()),
+        "middle": float(middle.mean()) if len(middle) else float("nan"),
+        "tail": float(mean[n - edge :].mean()),
+        "edge_blocks": edge,
+    }
 
 
 # --- one sampling run, observed block by block ---------------------------------------------------
@@ -185,8 +204,10 @@ def _record_blocks(blocks) -> Iterator[list]:
 
 def _prompt_texts(prompts) -> list[str]:
     if isinstance(prompts, str):
-        raise ValueError(f"prompts must be a list of prompts, got the string {prompts!r}; wrap one prompt in a "
-                         "list, or load a set with lab.world.load_prompts('quick')")
+        raise ValueError(
+            f"prompts must be a list of prompts, got the string {prompts!r}; wrap one prompt in a "
+            "list, or load a set with lab.world.load_prompts('quick')"
+        )
     texts = [getattr(p, "text", p) for p in prompts]
     if not texts:
         raise ValueError("no calibration prompts given; expected at least one, e.g. lab.world.load_prompts('quick')")
@@ -208,8 +229,15 @@ def _check_steps(timesteps) -> int:
 
 
 @torch.no_grad()
-def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: int = DEFAULT_TIMESTEPS,
-                 guidance_scale: float = DEFAULT_GUIDANCE, keep_predictions: bool = False, bar=None) -> BlockTrace:
+def trace_blocks(
+    pipe,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    timesteps: int = DEFAULT_TIMESTEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+    keep_predictions: bool = False,
+    bar=None,
+) -> BlockTrace:
     """Samples `prompts` exactly as `SanaPipeline.__call__` does (same embeddings, noise, CFG and
     scheduler steps) while hooks record every block's input/output cosine: one transformer forward
     per timestep for the whole batch. The pipeline is left as it was (its scheduler is copied).
@@ -227,8 +255,12 @@ def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: 
     transformer, device = pipe.transformer, pipe._execution_device
     cfg = guidance_scale > 1.0
     embeds, mask, neg, neg_mask = pipe.encode_prompt(
-        prompts, cfg, device=device, max_sequence_length=text_max_length(pipe.tokenizer),
-        complex_human_instruction=human_instruction(pipe))
+        prompts,
+        cfg,
+        device=device,
+        max_sequence_length=text_max_length(pipe.tokenizer),
+        complex_human_instruction=human_instruction(pipe),
+    )
     if cfg:  # the pipeline's batch order: [uncond, cond]
         embeds, mask = torch.cat([neg, embeds]), torch.cat([neg_mask, mask])
     scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps/step mutate it; the pipeline's stays untouched
@@ -244,8 +276,13 @@ def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: 
         for i, t in enumerate(scheduler.timesteps):
             x = torch.cat([latents] * 2) if cfg else latents
             timestep = t.expand(x.shape[0]) * transformer.config.timestep_scale
-            v = transformer(x.to(dtype), encoder_hidden_states=embeds.to(dtype), encoder_attention_mask=mask,
-                            timestep=timestep, return_dict=False)[0].float()
+            v = transformer(
+                x.to(dtype),
+                encoder_hidden_states=embeds.to(dtype),
+                encoder_attention_mask=mask,
+                timestep=timestep,
+                return_dict=False,
+            )[0].float()
             if cfg:
                 v_uncond, v_cond = v.chunk(2)
                 v = v_uncond + guidance_scale * (v_cond - v_uncond)
@@ -258,14 +295,26 @@ def trace_blocks(pipe, prompts: Sequence[str], seeds: Sequence[int], timesteps: 
             if bar is not None:
                 bar.update(1)
     return BlockTrace(
-        similarity=np.stack(sims), timesteps=scheduler.timesteps.float().cpu().numpy(),
-        sigmas=scheduler.sigmas[:steps].float().cpu().numpy(), branches=("uncond", "cond") if cfg else ("cond",),
-        latents=latents, predictions=torch.stack(predictions) if keep_predictions else None)
+        similarity=np.stack(sims),
+        timesteps=scheduler.timesteps.float().cpu().numpy(),
+        sigmas=scheduler.sigmas[:steps].float().cpu().numpy(),
+        branches=("uncond", "cond") if cfg else ("cond",),
+        latents=latents,
+        predictions=torch.stack(predictions) if keep_predictions else None,
+    )
 
 
-def block_importance(pipe, prompts: Sequence, timesteps: int = DEFAULT_TIMESTEPS,
-                     guidance_scale: float = DEFAULT_GUIDANCE, branches: str = "both", seed: int = 0,
-                     batch_size: int = DEFAULT_BATCH, source: str = "", progress: bool = True) -> ImportanceTable:
+def block_importance(
+    pipe,
+    prompts: Sequence,
+    timesteps: int = DEFAULT_TIMESTEPS,
+    guidance_scale: float = DEFAULT_GUIDANCE,
+    branches: str = "both",
+    seed: int = 0,
+    batch_size: int = DEFAULT_BATCH,
+    source: str = "",
+    progress: bool = True,
+) -> ImportanceTable:
     """Importance of every block of `pipe.transformer` at every sampling timestep.
 
     One transformer forward per (batch of prompts, timestep), whatever the depth; no side effects.
@@ -294,13 +343,22 @@ def block_importance(pipe, prompts: Sequence, timesteps: int = DEFAULT_TIMESTEPS
     batches = range(0, len(texts), batch_size)
     with tqdm(total=len(batches) * timesteps, desc="importance", unit="step", disable=not progress) as bar:
         for i in batches:
-            trace = trace_blocks(pipe, texts[i : i + batch_size], seeds[i : i + batch_size], timesteps, guidance_scale,
-                                 bar=bar)
+            trace = trace_blocks(
+                pipe, texts[i : i + batch_size], seeds[i : i + batch_size], timesteps, guidance_scale, bar=bar
+            )
             part = trace.importance(branches).sum(axis=2)  # (steps, blocks), summed over prompts
             total = part if total is None else total + part
             steps = trace.timesteps
-    return ImportanceTable((total / len(texts)).T, steps, num_prompts=len(texts), branches=branches,
-                           guidance_scale=guidance_scale, seed=seed, source=str(source), prompts=texts)
+    return ImportanceTable(
+        (total / len(texts)).T,
+        steps,
+        num_prompts=len(texts),
+        branches=branches,
+        guidance_scale=guidance_scale,
+        seed=seed,
+        source=str(source),
+        prompts=texts,
+    )
 
 
 # --- pruning -------------------------------------------------------------------------------------
@@ -317,12 +375,15 @@ def check_method(by: str) -> None:
 def check_depth(num: int, depth: int) -> None:
     """Raises ValueError unless 1 <= depth < num (a pruned model keeps at least one block)."""
     if isinstance(depth, bool) or not isinstance(depth, int | np.integer) or not 1 <= depth < num:
-        raise ValueError(f"depth {depth!r} is not a valid pruned depth for a transformer of {num} blocks; "
-                         f"expected an integer from 1 to {num - 1}")
+        raise ValueError(
+            f"depth {depth!r} is not a valid pruned depth for a transformer of {num} blocks; "
+            f"expected an integer from 1 to {num - 1}"
+        )
 
 
-def select_blocks(num: int, depth: int, by: str = "importance", importance: ImportanceTable | None = None,
-                  seed: int = 0) -> list[int]:
+def select_blocks(
+    num: int, depth: int, by: str = "importance", importance: ImportanceTable | None = None, seed: int = 0
+) -> list[int]:
     """Indices (ascending) of the `depth` blocks to keep out of `num`.
 
     by: "importance" keeps the most important (needs `importance` of `num` blocks); "last" drops
@@ -333,11 +394,14 @@ def select_blocks(num: int, depth: int, by: str = "importance", importance: Impo
     check_depth(num, depth)
     if by == "importance":
         if importance is None:
-            raise ValueError("by='importance' needs importance=ImportanceTable (from block_importance or "
-                             "ImportanceTable.load)")
+            raise ValueError(
+                "by='importance' needs importance=ImportanceTable (from block_importance or ImportanceTable.load)"
+            )
         if importance.num_blocks != num:
-            raise ValueError(f"the importance table has {importance.num_blocks} blocks but the transformer has "
-                             f"{num}; it was measured on another model")
+            raise ValueError(
+                f"the importance table has {importance.num_blocks} blocks but the transformer has "
+                f"{num}; it was measured on another model"
+            )
         keep = importance.ranking()[:depth]
     elif by == "last":
         keep = range(depth)
@@ -373,8 +437,9 @@ def prune_blocks(transformer, keep: Sequence[int]):
     return pruned
 
 
-def prune_depth(transformer, depth: int, by: str = "importance", importance: ImportanceTable | None = None,
-                seed: int = 0):
+def prune_depth(
+    transformer, depth: int, by: str = "importance", importance: ImportanceTable | None = None, seed: int = 0
+):
     """A new transformer of `depth` blocks chosen by `by` (see `select_blocks`)."""
     return prune_blocks(transformer, select_blocks(num_blocks(transformer), depth, by, importance, seed))
 
@@ -387,8 +452,13 @@ def pruned_pipeline(pipe, keep: Sequence[int]):
     copy of its transformer."""
     from diffusers import SanaPipeline
 
-    return SanaPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-                        transformer=prune_blocks(pipe.transformer, keep), scheduler=pipe.scheduler)
+    return SanaPipeline(
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=prune_blocks(pipe.transformer, keep),
+        scheduler=pipe.scheduler,
+    )
 
 
 def save_pruned(pipe, keep: Sequence[int], out: str | Path, record: dict | None = None) -> Path:
@@ -406,8 +476,15 @@ def save_pruned(pipe, keep: Sequence[int], out: str | Path, record: dict | None 
     return Path(out)
 
 
-def prune_pipeline_dir(source, out: str | Path, depth: int, by: str = "importance",
-                       importance: ImportanceTable | None = None, seed: int = 0, record: dict | None = None) -> Path:
+def prune_pipeline_dir(
+    source,
+    out: str | Path,
+    depth: int,
+    by: str = "importance",
+    importance: ImportanceTable | None = None,
+    seed: int = 0,
+    record: dict | None = None,
+) -> Path:
     """Prunes the SanaPipeline `source` (a directory, or a pipeline already loaded) to `depth`
     blocks chosen by `by` (see `select_blocks`) and saves the complete pruned pipeline to `out`
     atomically, with `pruning.json` recording the kept blocks, `by`, `seed`, the source (a loaded
@@ -420,9 +497,15 @@ def prune_pipeline_dir(source, out: str | Path, depth: int, by: str = "importanc
     return save_pruned(pipe, keep, out, {**named, "by": by, "seed": seed, **(record or {})})
 
 
-def load_pruned(pipeline_dir: str | Path, depth: int, ranking: str | Path | ImportanceTable | None = None,
-                by: str = "importance", seed: int = 0, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32):
+def load_pruned(
+    pipeline_dir: str | Path,
+    depth: int,
+    ranking: str | Path | ImportanceTable | None = None,
+    by: str = "importance",
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+):
     """Loads a SanaPipeline and prunes its transformer to `depth` blocks on load: the way to ship
     every pruned depth as one full checkpoint plus one importance table (`ranking`, a JSON path)."""
     from lab.model import load_pipeline
@@ -432,4 +515,3 @@ def load_pruned(pipeline_dir: str | Path, depth: int, ranking: str | Path | Impo
     keep = select_blocks(num_blocks(pipe.transformer), depth, by, table, seed)
     _keep_in_place(pipe.transformer, keep)  # nobody else holds this freshly loaded model
     return pipe
-

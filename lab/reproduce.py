@@ -55,17 +55,45 @@ class Notebook:
         return importlib.import_module(self.module)
 
 
-REGISTRY = {nb.name: nb for nb in (
-    Notebook("came8bit", "notebooks/came8bit.ipynb", "memory table (§2.3)", module="lab.experiments.came8bit"),
-    Notebook("growth", "notebooks/growth.ipynb", "Fig. 2, init-strategy table (§2.2)", (), ("checkpoints/S", "checkpoints/L"),
-             "growth_metrics.json", module="lab.experiments.growth"),
-    Notebook("block_importance", "notebooks/block_importance.ipynb", "Fig. 6", (), ("checkpoints/L",),
-             module="lab.experiments.block_importance"),
-    Notebook("pruning", "notebooks/pruning.ipynb", "Fig. 7, pruning table", ("block_importance",),
-             ("checkpoints/L", "checkpoints/S"), module="lab.experiments.pruning"),
-    Notebook("scaling", "notebooks/scaling.ipynb", "Figs. 8-11 (§4)", (), ("checkpoints/S", "checkpoints/L", "checkpoints/judge"),
-             module="lab.experiments.scaling"),
-)}
+REGISTRY = {
+    nb.name: nb
+    for nb in (
+        Notebook("came8bit", "notebooks/came8bit.ipynb", "memory table (§2.3)", module="lab.experiments.came8bit"),
+        Notebook(
+            "growth",
+            "notebooks/growth.ipynb",
+            "Fig. 2, init-strategy table (§2.2)",
+            (),
+            ("checkpoints/S", "checkpoints/L"),
+            "growth_metrics.json",
+            module="lab.experiments.growth",
+        ),
+        Notebook(
+            "block_importance",
+            "notebooks/block_importance.ipynb",
+            "Fig. 6",
+            (),
+            ("checkpoints/L",),
+            module="lab.experiments.block_importance",
+        ),
+        Notebook(
+            "pruning",
+            "notebooks/pruning.ipynb",
+            "Fig. 7, pruning table",
+            ("block_importance",),
+            ("checkpoints/L", "checkpoints/S"),
+            module="lab.experiments.pruning",
+        ),
+        Notebook(
+            "scaling",
+            "notebooks/scaling.ipynb",
+            "Figs. 8-11 (§4)",
+            (),
+            ("checkpoints/S", "checkpoints/L", "checkpoints/judge"),
+            module="lab.experiments.scaling",
+        ),
+    )
+}
 
 RECORD = "reproduce.json"  # the inputs of a notebook's last successful run, beside its outputs
 REPORTS = REPO_ROOT / "reports"  # where full runs go (committed)
@@ -112,16 +140,20 @@ def checkpoint_digest(directory: str | Path) -> str:
 def code_version() -> str:
     """The git trees of CODE_DIRS at HEAD, plus a digest of their uncommitted changes (so editing
     lab/ reruns the notebooks); "unknown" outside git."""
+
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True,
-                              timeout=GIT_TIMEOUT_S).stdout.strip()
+        return subprocess.run(
+            ["git", "-C", str(REPO_ROOT), *args], capture_output=True, text=True, check=True, timeout=GIT_TIMEOUT_S
+        ).stdout.strip()
 
     try:
         trees = [git("rev-parse", f"HEAD:{d}") for d in CODE_DIRS]
         diff = git("diff", "HEAD", "--", *CODE_DIRS)
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    return " ".join(trees) + (f" +dirty:{hashlib.sha256(diff.encode()).hexdigest()[:DIRTY_DIGEST_CHARS]}" if diff else "")
+    return " ".join(trees) + (
+        f" +dirty:{hashlib.sha256(diff.encode()).hexdigest()[:DIRTY_DIGEST_CHARS]}" if diff else ""
+    )
 
 
 def parameters(mode: str, folder: Path) -> dict:
@@ -131,8 +163,12 @@ def parameters(mode: str, folder: Path) -> dict:
 
 def notebook_inputs(nb: Notebook, mode: str, folder: Path, code: str) -> dict:
     """Everything a run depends on: unchanged inputs mean an unchanged result."""
-    return {"notebook": file_digest(nb.path), "parameters": parameters(mode, folder),
-            "checkpoints": {c: checkpoint_digest(c) for c in nb.checkpoints}, "code": code}
+    return {
+        "notebook": file_digest(nb.path),
+        "parameters": parameters(mode, folder),
+        "checkpoints": {c: checkpoint_digest(c) for c in nb.checkpoints},
+        "code": code,
+    }
 
 
 def recorded_inputs(folder: Path) -> dict | None:
@@ -157,8 +193,11 @@ def plan(only: list[str] | None = None) -> list[str]:
     chosen = set(only or REGISTRY)
     ordered: list[str] = []
     while len(ordered) < len(chosen):
-        ready = [n for n in REGISTRY if n in chosen and n not in ordered
-                 and all(d in ordered or d not in chosen for d in REGISTRY[n].after)]
+        ready = [
+            n
+            for n in REGISTRY
+            if n in chosen and n not in ordered and all(d in ordered or d not in chosen for d in REGISTRY[n].after)
+        ]
         if not ready:
             raise ValueError(f"REGISTRY has a dependency cycle among {sorted(chosen - set(ordered))}")
         ordered.append(ready[0])
@@ -172,8 +211,10 @@ def output_root(mode: str, out: str | Path | None) -> Path:
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     root = Path(out).absolute() if out else (REPORTS if mode == "full" else QUICK_OUT)
     if mode == "quick" and root.resolve().is_relative_to(REPORTS.resolve()):
-        raise ValueError(f"--out {out}: quick runs are smoke tests and never write under {portable(str(REPORTS))}/; "
-                         f"choose another folder (default {portable(str(QUICK_OUT))})")
+        raise ValueError(
+            f"--out {out}: quick runs are smoke tests and never write under {portable(str(REPORTS))}/; "
+            f"choose another folder (default {portable(str(QUICK_OUT))})"
+        )
     return root
 
 
@@ -204,13 +245,22 @@ def execute(nb: Notebook, mode: str, folder: str) -> dict:
     running, failed = folder / f"{name}.running.ipynb", folder / f"{name}.failed.ipynb"
     started = time.perf_counter()
     try:
-        papermill.execute_notebook(str(nb.path), str(running), parameters=parameters(mode, folder), cwd=str(REPO_ROOT),
-                                   kernel_name=KERNEL, progress_bar=False)
+        papermill.execute_notebook(
+            str(nb.path),
+            str(running),
+            parameters=parameters(mode, folder),
+            cwd=str(REPO_ROOT),
+            kernel_name=KERNEL,
+            progress_bar=False,
+        )
     except PapermillExecutionError as e:
         os.replace(running, failed)
         first_line = next((line for line in e.source.splitlines() if line.strip()), "")
-        return {"name": name, "error": f"notebook {name} failed in cell {e.cell_index} ({first_line.strip()!r}): "
-                f"{e.ename}: {' '.join(str(e.evalue).split())}; executed copy: {portable(str(failed))}"}
+        return {
+            "name": name,
+            "error": f"notebook {name} failed in cell {e.cell_index} ({first_line.strip()!r}): "
+            f"{e.ename}: {' '.join(str(e.evalue).split())}; executed copy: {portable(str(failed))}",
+        }
     except Exception as e:  # the kernel died, the notebook is unreadable, ...
         if running.exists():
             os.replace(running, failed)
@@ -229,8 +279,14 @@ class _Inline(Executor):
         return future
 
 
-def reproduce(mode: str = "full", only: list[str] | None = None, out: str | Path | None = None, force: bool = False,
-              workers: int = 1, progress: bool = True) -> dict[str, str]:
+def reproduce(
+    mode: str = "full",
+    only: list[str] | None = None,
+    out: str | Path | None = None,
+    force: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+) -> dict[str, str]:
     """Runs the selected notebooks (all by default) in dependency order into `<out>/<name>/`,
     skipping those whose inputs are unchanged since their recorded run unless `force`; `workers` > 1
     runs independent notebooks in parallel processes. Writes `<out>/README.md` (lab.report_index)
@@ -270,8 +326,15 @@ def reproduce(mode: str = "full", only: list[str] | None = None, out: str | Path
                     error = error or result["error"]
                     pending.clear()
                     continue
-                write_json({"name": n, "notebook": REGISTRY[n].notebook, "inputs": inputs[n],
-                            "wall_seconds": round(result["seconds"], 1)}, root / n / RECORD)
+                write_json(
+                    {
+                        "name": n,
+                        "notebook": REGISTRY[n].notebook,
+                        "inputs": inputs[n],
+                        "wall_seconds": round(result["seconds"], 1),
+                    },
+                    root / n / RECORD,
+                )
                 status[n] = "ran"
                 bar.update(1)
     bar.close()

@@ -47,8 +47,12 @@ class RunLog:
 
     def step(self, step: int, images: int, **values) -> dict:
         now = time.perf_counter()
-        record = {"step": step, **values, "images_per_s": images / max(now - self._last, 1e-9),
-                  "peak_mem_mb": peak_memory_mb(self.device)}
+        record = {
+            "step": step,
+            **values,
+            "images_per_s": images / max(now - self._last, 1e-9),
+            "peak_mem_mb": peak_memory_mb(self.device),
+        }
         self._last = now
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")

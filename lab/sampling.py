@@ -28,8 +28,11 @@ class SamplerConfig:
     batch_size: int = 64  # images per pipeline call (>= 1)
 
     def __post_init__(self):
-        for name, value, least in (("steps", self.steps, 1), ("guidance_scale", self.guidance_scale, 0),
-                                   ("batch_size", self.batch_size, 1)):
+        for name, value, least in (
+            ("steps", self.steps, 1),
+            ("guidance_scale", self.guidance_scale, 0),
+            ("batch_size", self.batch_size, 1),
+        ):
             if not value >= least:
                 raise ValueError(f"sampler {name} {value!r} is out of range; expected >= {least}")
 
@@ -47,14 +50,21 @@ def _check_prompts(pipe, prompts: Sequence[str]) -> None:
     if unknown:
         warnings.warn(f"words unknown to the tokenizer (read as [UNK]): {unknown}", stacklevel=USER_STACKLEVEL)
     if human_instruction(pipe) is None:  # a lab model: trained on world.sample_training_prompt's prompts only
-        new = [p for p in dict.fromkeys(prompts) if p not in _WARNED_UNTRAINED and not world.in_training_distribution(p)]
+        new = [
+            p for p in dict.fromkeys(prompts) if p not in _WARNED_UNTRAINED and not world.in_training_distribution(p)
+        ]
         _WARNED_UNTRAINED.update(new)
         if new:  # one warning per call: a benchmark set of held-out prompts (novel) is one message, not 100
-            what = f"prompt {new[0]!r} is" if len(new) == 1 else \
-                f"{len(new)} prompts are (e.g. {', '.join(repr(p) for p in new[:UNTRAINED_EXAMPLES])})"
-            warnings.warn(f"{what} outside what lab models were trained on (GenEval's templates with 'a photo of', "
-                          "no colour on counts or positions, no held-out colour-shape pair); expect weaker images",
-                          stacklevel=USER_STACKLEVEL)
+            what = (
+                f"prompt {new[0]!r} is"
+                if len(new) == 1
+                else f"{len(new)} prompts are (e.g. {', '.join(repr(p) for p in new[:UNTRAINED_EXAMPLES])})"
+            )
+            warnings.warn(
+                f"{what} outside what lab models were trained on (GenEval's templates with 'a photo of', "
+                "no colour on counts or positions, no held-out colour-shape pair); expect weaker images",
+                stacklevel=USER_STACKLEVEL,
+            )
 
 
 USER_STACKLEVEL = 3  # warnings about prompts point at the caller of generate (the user's input)
@@ -118,8 +128,17 @@ def generate(
 
     with torch.no_grad():
         for i in batches:
-            out.append(_generate_batch(pipe, prompts[i : i + sampler.batch_size], seeds[i : i + sampler.batch_size],
-                                       sampler, resolution, instruction, count_step if step_progress else None))
+            out.append(
+                _generate_batch(
+                    pipe,
+                    prompts[i : i + sampler.batch_size],
+                    seeds[i : i + sampler.batch_size],
+                    sampler,
+                    resolution,
+                    instruction,
+                    count_step if step_progress else None,
+                )
+            )
             if not step_progress:
                 bar.update(len(out[-1]))
     bar.close()
@@ -131,8 +150,9 @@ def nfe_per_image(sampler: SamplerConfig) -> int:
     return sampler.steps * (2 if sampler.guidance_scale > 1 else 1)
 
 
-def _generate_batch(pipe, prompts: list[str], seeds: list[int], sampler: SamplerConfig, resolution: int,
-                    instruction, callback) -> np.ndarray:
+def _generate_batch(
+    pipe, prompts: list[str], seeds: list[int], sampler: SamplerConfig, resolution: int, instruction, callback
+) -> np.ndarray:
     """One pipeline call for B prompts with their seeds. Returns (B, H, W, 3) uint8."""
     images = pipe(
         prompt=prompts,
@@ -163,8 +183,15 @@ def benchmark_seeds(base_seed: int, num_prompts: int, images_per_prompt: int) ->
 CACHE_CHUNK = 256  # images per cached file: the most an interrupted generation loses
 
 
-def generate_cached(load_pipe, prompts: Sequence[str], seeds: Sequence[int], folder, sampler: SamplerConfig = SamplerConfig(),
-                    progress: bool = True, desc: str = "generate") -> tuple[np.ndarray, float]:
+def generate_cached(
+    load_pipe,
+    prompts: Sequence[str],
+    seeds: Sequence[int],
+    folder,
+    sampler: SamplerConfig = SamplerConfig(),
+    progress: bool = True,
+    desc: str = "generate",
+) -> tuple[np.ndarray, float]:
     """`generate`, cached on disk in chunks of CACHE_CHUNK images, so a long generation that is
     interrupted (or repeated) only makes what is missing. The folder name must identify the model;
     each chunk is keyed by a digest of its prompts, seeds and sampler settings.
@@ -187,15 +214,25 @@ def generate_cached(load_pipe, prompts: Sequence[str], seeds: Sequence[int], fol
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for start in range(0, len(prompts), CACHE_CHUNK):
-        key = json.dumps([prompts[start : start + CACHE_CHUNK], seeds[start : start + CACHE_CHUNK], sampler.steps,
-                          sampler.guidance_scale])
+        key = json.dumps(
+            [
+                prompts[start : start + CACHE_CHUNK],
+                seeds[start : start + CACHE_CHUNK],
+                sampler.steps,
+                sampler.guidance_scale,
+            ]
+        )
         paths.append((start, folder / f"{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"))
     missing = [(s, p) for s, p in paths if not p.is_file()]
     seconds, made = 0.0, 0
     if missing:
         pipe = load_pipe()
-        bar = tqdm(total=sum(min(CACHE_CHUNK, len(prompts) - s) for s, _ in missing), desc=desc, unit="img",
-                   disable=not progress)
+        bar = tqdm(
+            total=sum(min(CACHE_CHUNK, len(prompts) - s) for s, _ in missing),
+            desc=desc,
+            unit="img",
+            disable=not progress,
+        )
         for start, path in missing:
             end = min(start + CACHE_CHUNK, len(prompts))
             t = time.perf_counter()

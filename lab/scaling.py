@@ -87,7 +87,9 @@ def tournament(scores: JudgeScores, until: int = 1) -> tuple[list[list[Match]], 
     return bracket, pool
 
 
-def rank(scores: JudgeScores, select: str = "tournament", k: int = TOPK_FINALISTS) -> tuple[list[int], list[list[Match]]]:
+def rank(
+    scores: JudgeScores, select: str = "tournament", k: int = TOPK_FINALISTS
+) -> tuple[list[int], list[list[Match]]]:
     """Orders the candidates, best first, and returns (ranking, bracket).
 
     `tournament`: the bracket to one winner; ranking by SANA's order. `topk`: the bracket until k
@@ -144,15 +146,34 @@ class BestOfN:
         return bool(self.ranking)
 
     def to_json(self) -> dict:
-        return {"prompt": self.prompt, "n": self.n, "seeds": self.seeds, "select": self.select, "judge": self.judge,
-                "winner": self.winner, "ranking": self.ranking, "scores": self.scores.to_json() if self.scores else [],
-                "bracket": [[m.to_json() for m in r] for r in self.bracket], "judge_calls": self.judge_calls,
-                "model_calls": self.model_calls, "blocks": self.blocks, "seconds": self.seconds}
+        return {
+            "prompt": self.prompt,
+            "n": self.n,
+            "seeds": self.seeds,
+            "select": self.select,
+            "judge": self.judge,
+            "winner": self.winner,
+            "ranking": self.ranking,
+            "scores": self.scores.to_json() if self.scores else [],
+            "bracket": [[m.to_json() for m in r] for r in self.bracket],
+            "judge_calls": self.judge_calls,
+            "model_calls": self.model_calls,
+            "blocks": self.blocks,
+            "seconds": self.seconds,
+        }
 
 
-def best_of_n_steps(pipe, prompt: str, n: int, judge, select: str = "tournament", seed: int = 0,
-                    sampler: SamplerConfig = SamplerConfig(), k: int = TOPK_FINALISTS,
-                    indices: list[int] | None = None) -> Iterator[BestOfN]:
+def best_of_n_steps(
+    pipe,
+    prompt: str,
+    n: int,
+    judge,
+    select: str = "tournament",
+    seed: int = 0,
+    sampler: SamplerConfig = SamplerConfig(),
+    k: int = TOPK_FINALISTS,
+    indices: list[int] | None = None,
+) -> Iterator[BestOfN]:
     """Best-of-N as a stream: yields the growing result after each batch of candidates is
     generated and judged, then once more ranked (`result.done`). The app draws each snapshot.
 
@@ -174,8 +195,15 @@ def best_of_n_steps(pipe, prompt: str, n: int, judge, select: str = "tournament"
     seeds = candidate_seeds(seed, n)
     mine = list(range(n)) if indices is None else list(indices)
     side = native_resolution(pipe)
-    result = BestOfN(prompt, n, [seeds[i] for i in mine], select, getattr(judge, "name", type(judge).__name__),
-                     np.zeros((0, side, side, 3), np.uint8), blocks=len(pipe.transformer.transformer_blocks))
+    result = BestOfN(
+        prompt,
+        n,
+        [seeds[i] for i in mine],
+        select,
+        getattr(judge, "name", type(judge).__name__),
+        np.zeros((0, side, side, 3), np.uint8),
+        blocks=len(pipe.transformer.transformer_blocks),
+    )
     images, parts = [], []
     if not mine:  # a process with no share (n < processes) still reports, with nothing
         result.scores = JudgeScores(*(np.zeros(0, np.float32) for _ in range(3)))
@@ -198,9 +226,18 @@ def best_of_n_steps(pipe, prompt: str, n: int, judge, select: str = "tournament"
         yield result
 
 
-def best_of_n(pipe, prompt: str, n: int, judge, select: str = "tournament", seed: int = 0,
-              sampler: SamplerConfig = SamplerConfig(), k: int = TOPK_FINALISTS, distributed: bool = False,
-              on_update: Callable[[BestOfN], None] | None = None) -> BestOfN:
+def best_of_n(
+    pipe,
+    prompt: str,
+    n: int,
+    judge,
+    select: str = "tournament",
+    seed: int = 0,
+    sampler: SamplerConfig = SamplerConfig(),
+    k: int = TOPK_FINALISTS,
+    distributed: bool = False,
+    on_update: Callable[[BestOfN], None] | None = None,
+) -> BestOfN:
     """Generates n candidates, judges each once, ranks them; returns the finished BestOfN.
 
     With `distributed=True` (under `accelerate launch`), process r generates and judges the
@@ -224,9 +261,18 @@ def best_of_n(pipe, prompt: str, n: int, judge, select: str = "tournament", seed
         *_, share = best_of_n_steps(pipe, prompt, n, judge, select, seed, sampler, k, indices=mine)
     gathered = gather_object([(mine, share.images, share.scores, share.seconds, share.model_calls)])
     order = np.argsort(np.concatenate([g[0] for g in gathered]), kind="stable")
-    result = BestOfN(prompt, n, candidate_seeds(seed, n), select, share.judge, np.concatenate([g[1] for g in gathered])[order],
-                     JudgeScores.concat([g[2] for g in gathered]).take(order), judge_calls=n,
-                     model_calls=sum(g[4] for g in gathered), blocks=share.blocks,
-                     seconds={key: max(g[3][key] for g in gathered) for key in ("generate", "judge")})
+    result = BestOfN(
+        prompt,
+        n,
+        candidate_seeds(seed, n),
+        select,
+        share.judge,
+        np.concatenate([g[1] for g in gathered])[order],
+        JudgeScores.concat([g[2] for g in gathered]).take(order),
+        judge_calls=n,
+        model_calls=sum(g[4] for g in gathered),
+        blocks=share.blocks,
+        seconds={key: max(g[3][key] for g in gathered) for key in ("generate", "judge")},
+    )
     result.ranking, result.bracket = rank(result.scores, select, k)
     return result

@@ -67,8 +67,13 @@ def flow_matching_loss(transformer, latents, text_embeds, text_mask, generator=N
     s = sigmas.view(b, 1, 1, 1).to(latents.dtype)
     noisy = (1 - s) * latents + s * noise
     # The pipeline feeds the transformer t = sigma x 1000 (the scheduler's flow timesteps).
-    pred = transformer(noisy, encoder_hidden_states=text_embeds, encoder_attention_mask=text_mask,
-                       timestep=sigmas * 1000, return_dict=False)[0]
+    pred = transformer(
+        noisy,
+        encoder_hidden_states=text_embeds,
+        encoder_attention_mask=text_mask,
+        timestep=sigmas * 1000,
+        return_dict=False,
+    )[0]
     return F.mse_loss(pred.float(), (noise - latents).float())
 
 
@@ -91,10 +96,19 @@ class StepResult:
     optimizer_seconds: float  # wall seconds inside optimizer.step()
 
 
-def training_step(transformer, optimizer, latents: torch.Tensor, captions, generator: torch.Generator,
-                  flow: FlowConfig = FlowConfig(), caption_dropout: float = 0.0, grad_clip: float = 0.0,
-                  encode: Callable | None = None, params: Sequence[torch.nn.Parameter] | None = None,
-                  accelerator=None) -> StepResult:
+def training_step(
+    transformer,
+    optimizer,
+    latents: torch.Tensor,
+    captions,
+    generator: torch.Generator,
+    flow: FlowConfig = FlowConfig(),
+    caption_dropout: float = 0.0,
+    grad_clip: float = 0.0,
+    encode: Callable | None = None,
+    params: Sequence[torch.nn.Parameter] | None = None,
+    accelerator=None,
+) -> StepResult:
     """One optimisation step of SANA's objective: caption dropout, text encoding, the flow-matching
     loss, backward, gradient clipping and the optimizer's step (the caller sets the lr first).
 
@@ -110,8 +124,10 @@ def training_step(transformer, optimizer, latents: torch.Tensor, captions, gener
     """
     if isinstance(captions, tuple):
         if caption_dropout > 0:
-            raise ValueError(f"caption_dropout={caption_dropout} needs the prompts; got precomputed text embeddings "
-                             "(pass prompts and `encode`, or caption_dropout=0)")
+            raise ValueError(
+                f"caption_dropout={caption_dropout} needs the prompts; got precomputed text embeddings "
+                "(pass prompts and `encode`, or caption_dropout=0)"
+            )
         embeds, mask = captions
     else:
         if encode is None:
@@ -148,8 +164,10 @@ class TrainCallbacks:
 
     def __post_init__(self):
         if self.evaluate_every < 0 or (self.evaluate is None) != (self.evaluate_every == 0):
-            raise ValueError(f"evaluate_every={self.evaluate_every} with evaluate={self.evaluate!r}; expected both "
-                             "(a callable and every k >= 1 steps) or neither")
+            raise ValueError(
+                f"evaluate_every={self.evaluate_every} with evaluate={self.evaluate!r}; expected both "
+                "(a callable and every k >= 1 steps) or neither"
+            )
 
     def evaluates_at(self, step: int, last: int) -> bool:
         """Whether `evaluate` runs after `step` steps of a run of `last` steps."""
@@ -183,7 +201,9 @@ class TrainConfig:
     checkpoint_every: int = 250
     text_max_length: int = 16  # prompt tokens (world prompts are <= 12 with BOS)
     task_weights: tuple[float, ...] = ()  # relative share of each world.TASKS in the data; () = uniform
-    data_workers: int | None = None  # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
+    data_workers: int | None = (
+        None  # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
+    )
 
     @property
     def flow(self) -> FlowConfig:
@@ -220,8 +240,13 @@ def _evaluation_mode(*modules):
             m.train(mode)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool = True,
-          callbacks: TrainCallbacks | None = None):
+def train(
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = True,
+    progress: bool = True,
+    callbacks: TrainCallbacks | None = None,
+):
     """Trains; checkpoints into `out/checkpoint` every `checkpoint_every` steps (atomically), logs
     `out/train_log.jsonl`, and writes the final `SanaPipeline` to `out/pipeline`. `callbacks`
     (`TrainCallbacks`) watch steps and checkpoints and evaluate the model mid-run.
@@ -284,8 +309,11 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
                     acc.unwrap_model(m).save_pretrained(tmp / name)
                 if ema is not None:
                     torch.save(ema.state_dict(), tmp / "ema.pt")
-                save_state(tmp, optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
-                           {"step": step, "config": config_dict(cfg)})
+                save_state(
+                    tmp,
+                    optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer,
+                    {"step": step, "config": config_dict(cfg)},
+                )
             if callbacks.on_checkpoint is not None:
                 callbacks.on_checkpoint(step, ckpt)
         acc.wait_for_everyone()
@@ -297,8 +325,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
             transformer_now = copy.deepcopy(transformer_now)
             ema.copy_to(transformer_now.parameters())
         te = acc.unwrap_model(wrapped["text_encoder"]) if train_te else text_encoder
-        pipe = SanaPipeline(tokenizer=tokenizer, text_encoder=te, vae=vae, transformer=transformer_now,
-                            scheduler=scheduler)
+        pipe = SanaPipeline(
+            tokenizer=tokenizer, text_encoder=te, vae=vae, transformer=transformer_now, scheduler=scheduler
+        )
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
@@ -309,9 +338,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
     for m in wrapped.values():
         m.train()
     bar = tqdm(initial=start, total=cfg.steps, desc="train", disable=not (progress and acc.is_main_process))
-    batches = training_batches(cfg.seed, cfg.batch_size, start, cfg.steps, acc.process_index, cfg.data_workers,
-                               int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)),
-                               task_weights=cfg.task_weights)
+    batches = training_batches(
+        cfg.seed,
+        cfg.batch_size,
+        start,
+        cfg.steps,
+        acc.process_index,
+        cfg.data_workers,
+        int(os.environ.get("LOCAL_WORLD_SIZE", acc.num_processes)),
+        task_weights=cfg.task_weights,
+    )
     with GracefulInterrupt() as interrupt:
         for step, (prompts, pixels) in batches:
             lr = lr_at(step, cfg)
@@ -320,13 +356,25 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = True, progress: bool
             gen = torch.Generator().manual_seed(stream_seed(cfg.seed, step, acc.process_index, NOISE_STREAM))
             with torch.no_grad():
                 latents = vae.encode(pixels.to(acc.device)).latent * scale
-            result = training_step(wrapped["transformer"], optimizer, latents, prompts, gen, cfg.flow, cfg.caption_dropout,
-                                   cfg.grad_clip, encode, params, acc)
+            result = training_step(
+                wrapped["transformer"],
+                optimizer,
+                latents,
+                prompts,
+                gen,
+                cfg.flow,
+                cfg.caption_dropout,
+                cfg.grad_clip,
+                encode,
+                params,
+                acc,
+            )
             if ema is not None:
                 ema.step(transformer.parameters())
             if acc.is_main_process:
-                rec = log.step(step + 1, cfg.batch_size * acc.num_processes, loss=result.loss, lr=lr,
-                               grad_norm=result.grad_norm)
+                rec = log.step(
+                    step + 1, cfg.batch_size * acc.num_processes, loss=result.loss, lr=lr, grad_norm=result.grad_norm
+                )
                 bar.update()
                 bar.set_postfix(loss=f"{rec['loss']:.4f}", ips=f"{rec['images_per_s']:.0f}")
                 if callbacks.on_step is not None:

@@ -36,8 +36,14 @@ class TrainingBatches(torch.utils.data.Dataset):
     """Map-style dataset over steps: item `step` is (prompts, pixels) for process `rank`, with
     pixels (batch_size, 3, 64, 64) float in [-1, 1] (the pipeline's convention)."""
 
-    def __init__(self, seed: int, batch_size: int, rank: int = 0, world_config: world.WorldConfig = world.DEFAULT_WORLD,
-                 task_weights: tuple[float, ...] = ()):
+    def __init__(
+        self,
+        seed: int,
+        batch_size: int,
+        rank: int = 0,
+        world_config: world.WorldConfig = world.DEFAULT_WORLD,
+        task_weights: tuple[float, ...] = (),
+    ):
         if task_weights:
             world.task_probabilities(task_weights)  # fail here, not in a worker
         self.seed, self.batch_size, self.rank, self.world_config = seed, batch_size, rank, world_config
@@ -46,8 +52,9 @@ class TrainingBatches(torch.utils.data.Dataset):
     def __getitem__(self, step: int) -> tuple[list[str], torch.Tensor]:
         from lab.vae import images_to_tensor
 
-        prompts, images = world.training_batch(stream_seed(self.seed, step, self.rank), self.batch_size,
-                                               self.world_config, self.task_weights)
+        prompts, images = world.training_batch(
+            stream_seed(self.seed, step, self.rank), self.batch_size, self.world_config, self.task_weights
+        )
         return prompts, images_to_tensor(images)
 
 
@@ -66,9 +73,17 @@ def _ignore_sigint(_worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def training_batches(seed: int, batch_size: int, start: int, stop: int, rank: int = 0, workers: int | None = None,
-                     local_processes: int = 1, world_config: world.WorldConfig = world.DEFAULT_WORLD,
-                     task_weights: tuple[float, ...] = ()) -> Iterator[tuple[int, tuple[list[str], torch.Tensor]]]:
+def training_batches(
+    seed: int,
+    batch_size: int,
+    start: int,
+    stop: int,
+    rank: int = 0,
+    workers: int | None = None,
+    local_processes: int = 1,
+    world_config: world.WorldConfig = world.DEFAULT_WORLD,
+    task_weights: tuple[float, ...] = (),
+) -> Iterator[tuple[int, tuple[list[str], torch.Tensor]]]:
     """Yields (step, (prompts, pixels)) for steps start..stop-1 in order, rendered by `workers`
     DataLoader processes (0: inline; None: `default_workers(local_processes)`). Raises ValueError on
     workers < 0. `task_weights`: the task mix (see `world.sample_training_prompt`; () = uniform)."""
@@ -80,7 +95,13 @@ def training_batches(seed: int, batch_size: int, start: int, stop: int, rank: in
         for step in range(start, stop):
             yield step, dataset[step]
         return
-    loader = torch.utils.data.DataLoader(dataset, batch_size=None, sampler=range(start, stop), num_workers=workers,
-                                         prefetch_factor=PREFETCH_PER_WORKER, worker_init_fn=_ignore_sigint,
-                                         pin_memory=torch.cuda.is_available())
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        sampler=range(start, stop),
+        num_workers=workers,
+        prefetch_factor=PREFETCH_PER_WORKER,
+        worker_init_fn=_ignore_sigint,
+        pin_memory=torch.cuda.is_available(),
+    )
     yield from zip(range(start, stop), loader)

@@ -45,7 +45,14 @@ TASKS = ("single_object", "two_object", "counting", "colors", "position", "color
 NOVEL_PAIRS = frozenset({("purple", "circle"), ("orange", "square"), ("green", "triangle"), ("pink", "cross")})
 
 # GenEval's prompt counts per task (553 prompts in all).
-GENEVAL_COUNTS = {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100, "color_attr": 100}
+GENEVAL_COUNTS = {
+    "single_object": 80,
+    "two_object": 99,
+    "counting": 80,
+    "colors": 94,
+    "position": 100,
+    "color_attr": 100,
+}
 
 
 @dataclass(frozen=True)
@@ -167,8 +174,14 @@ def _with_article(color: str | None, shape: str) -> str:
 PHOTO_PREFIX = "a photo of"  # GenEval's templates start so; the bare forms leave it out
 
 
-def make_prompt(task: str, shapes: tuple[str, ...], colors: tuple[str | None, ...] = (), count: int = 1,
-                relation: str | None = None, photo: bool = True) -> Prompt:
+def make_prompt(
+    task: str,
+    shapes: tuple[str, ...],
+    colors: tuple[str | None, ...] = (),
+    count: int = 1,
+    relation: str | None = None,
+    photo: bool = True,
+) -> Prompt:
     """Builds the GenEval prompt of `task` for the given classes (and colours, count, relation).
 
     Without colours (and with `photo`) the text is GenEval's template exactly; colours may also be
@@ -191,7 +204,9 @@ def make_prompt(task: str, shapes: tuple[str, ...], colors: tuple[str | None, ..
     if task == "position":
         text = f"{lead}{_with_article(colors[0], shapes[0])} {relation} {_with_article(colors[1], shapes[1])}"
         # GenEval stores the second object first and points the first one at it.
-        return Prompt(text, task, (Requirement(shapes[1], 1, colors[1]), Requirement(shapes[0], 1, colors[0], (relation, 0))))
+        return Prompt(
+            text, task, (Requirement(shapes[1], 1, colors[1]), Requirement(shapes[0], 1, colors[0], (relation, 0)))
+        )
     raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
 
 
@@ -244,15 +259,21 @@ def task_probabilities(task_weights: tuple[float, ...]) -> np.ndarray:
     """Relative weights per TASKS -> probabilities. Raises ValueError naming what is accepted."""
     w = np.asarray(task_weights, dtype=np.float64)
     if w.shape != (len(TASKS),) or (w < 0).any() or w.sum() <= 0:
-        raise ValueError(f"task_weights must be {len(TASKS)} non-negative numbers, not all 0, one per task "
-                         f"{TASKS}; got {tuple(task_weights)}")
+        raise ValueError(
+            f"task_weights must be {len(TASKS)} non-negative numbers, not all 0, one per task "
+            f"{TASKS}; got {tuple(task_weights)}"
+        )
     return w / w.sum()
 
 
 def sample_training_prompt(rng: np.random.Generator, task_weights: tuple[float, ...] = ()) -> Prompt:
     """A random task (uniform, or by `task_weights`, relative, one per TASKS), then a uniformly
     random prompt of it that names no held-out pair."""
-    task = TASKS[rng.choice(len(TASKS), p=task_probabilities(task_weights))] if task_weights else TASKS[rng.integers(len(TASKS))]
+    task = (
+        TASKS[rng.choice(len(TASKS), p=task_probabilities(task_weights))]
+        if task_weights
+        else TASKS[rng.integers(len(TASKS))]
+    )
     if task == "color_attr":  # too many to enumerate per call: sample directly, reject held-out
         while True:
             a, b = rng.choice(len(SHAPES), 2, replace=False)
@@ -277,9 +298,12 @@ def _prompt_pool(task: str) -> list[Prompt]:
 # --------------------------------------------------------------------------------------------
 # Prompt language: words, parsing, files
 
+
 def vocabulary() -> list[str]:
     """Every word any prompt of the world uses, sorted."""
-    words = {"a", "an", "photo", "of", "and"} | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(NUMBERS.values())
+    words = (
+        {"a", "an", "photo", "of", "and"} | set(COLORS) | set(SHAPES) | set(PLURALS.values()) | set(NUMBERS.values())
+    )
     for r in RELATIONS:
         words |= set(r.split())
     return sorted(words)
@@ -346,7 +370,7 @@ def _parse_body(w: list[str], photo: bool) -> Prompt | None:
     if not rest:
         return make_prompt("colors" if c1 else "single_object", (a,), (c1,), photo=photo)
     link = next((r for r in ("and", *RELATIONS) if rest[: len(r.split())] == r.split()), None)
-    second = _parse_object(rest[len(link.split()):]) if link else None
+    second = _parse_object(rest[len(link.split()) :]) if link else None
     if second is None or len(link.split()) + second[2] != len(rest) or second[1] == a:
         return None  # GenEval's rules match objects by class: two objects need two shapes
     c2, b, _ = second
@@ -369,8 +393,12 @@ def in_training_distribution(text: str) -> bool:
         return False  # e.g. "a orange circle": the model never saw that spelling
     if prompt.task == "color_attr":
         (c1, a), (c2, b) = ((r.color, r.cls) for r in prompt.include)
-        return prompt.text.startswith(PHOTO_PREFIX) and None not in (c1, c2) and c1 != c2 and not (
-            {(c1, a), (c2, b)} & NOVEL_PAIRS)
+        return (
+            prompt.text.startswith(PHOTO_PREFIX)
+            and None not in (c1, c2)
+            and c1 != c2
+            and not ({(c1, a), (c2, b)} & NOVEL_PAIRS)
+        )
     if not _TRAINING_TEXTS:
         _TRAINING_TEXTS.update(p.text for task in TASKS if task != "color_attr" for p in _prompt_pool(task))
     return prompt.text in _TRAINING_TEXTS
@@ -392,7 +420,9 @@ def load_prompts(name_or_path: str) -> list[Prompt]:
         try:
             prompts.append(Prompt.from_json(json.loads(line)))
         except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise ValueError(f"{path}:{i}: malformed prompt entry ({e}); expected GenEval metadata JSON per line") from e
+            raise ValueError(
+                f"{path}:{i}: malformed prompt entry ({e}); expected GenEval metadata JSON per line"
+            ) from e
     if not prompts:
         raise ValueError(f"{path} holds no prompts")
     return prompts
@@ -423,6 +453,7 @@ def build_standard_prompt_sets() -> dict[str, list[Prompt]]:
 # --------------------------------------------------------------------------------------------
 # Geometry shared with the evaluator
 
+
 def relations_between(box_a, box_b, margin: float = DEFAULT_WORLD.relation_margin) -> dict[str, float]:
     """GenEval's position rule: the relations of A to B with their strengths.
 
@@ -444,6 +475,7 @@ def relations_between(box_a, box_b, margin: float = DEFAULT_WORLD.relation_margi
 
 # --------------------------------------------------------------------------------------------
 # Scenes
+
 
 def sample_scene(prompt: Prompt, seed: int, world: WorldConfig = DEFAULT_WORLD) -> Scene:
     """A random scene that satisfies `prompt` exactly (same seed -> same scene).
@@ -509,7 +541,9 @@ def _relation_is_clear(prompt: Prompt, objects: list[Object], world: WorldConfig
     return strengths[relation] >= world.relation_strength and max(others) < 0.5
 
 
-def shape_mask(shape: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, size: float, world: WorldConfig = DEFAULT_WORLD) -> np.ndarray:
+def shape_mask(
+    shape: str, xs: np.ndarray, ys: np.ndarray, cx: float, cy: float, size: float, world: WorldConfig = DEFAULT_WORLD
+) -> np.ndarray:
     """Boolean mask of `shape` with centre (cx, cy) and box side `size`, at pixel coordinates xs, ys."""
     r = size / 2
     dx, dy = xs - cx, ys - cy
@@ -540,7 +574,9 @@ def render(scene: Scene, world: WorldConfig = DEFAULT_WORLD) -> np.ndarray:
         if w <= 0 or h <= 0:  # entirely outside the image
             continue
         # sample centres of the k x k sub-pixels of each pixel in the box
-        m = shape_mask(obj.shape, px0 + offsets[None, : w * k], py0 + offsets[: h * k, None], obj.cx, obj.cy, obj.size, world)
+        m = shape_mask(
+            obj.shape, px0 + offsets[None, : w * k], py0 + offsets[: h * k, None], obj.cx, obj.cy, obj.size, world
+        )
         cover = (_block_count(m, k) / (k * k))[..., None]  # fraction of sub-pixels inside, (h, w, 1)
         region = img[py0:py1, px0:px1]
         region[:] = region * (1 - cover) + np.asarray(COLORS[obj.color], np.float32) * cover
@@ -584,8 +620,9 @@ def render_prompt(prompt: Prompt | str, seed: int, world: WorldConfig = DEFAULT_
     return render(sample_scene(prompt, seed, world), world)
 
 
-def training_batch(seed: int, batch_size: int, world: WorldConfig = DEFAULT_WORLD,
-                   task_weights: tuple[float, ...] = ()) -> tuple[list[str], np.ndarray]:
+def training_batch(
+    seed: int, batch_size: int, world: WorldConfig = DEFAULT_WORLD, task_weights: tuple[float, ...] = ()
+) -> tuple[list[str], np.ndarray]:
     """The training stream at one position: (prompts, images (B, 64, 64, 3) uint8), a pure function
     of `seed` (and the task mix) so an interrupted run that resumes at the same step sees the same data."""
     rng = np.random.default_rng(seed)

@@ -77,9 +77,11 @@ def model_spec(spec: str | Path) -> ModelSpec:
         raise ValueError(f"empty model name {text!r}; expected a SanaPipeline directory or one of {shipped_models()}")
     path = _locate(name)
     if not path.exists():
-        raise ValueError(f"model {name!r} does not exist (looked in the working directory, {REPO_ROOT} and "
-                         f"{CHECKPOINTS}); expected a SanaPipeline directory or a shipped name: "
-                         f"{', '.join(shipped_models())} (optionally NAME{DEPTH_SEPARATOR}DEPTH)")
+        raise ValueError(
+            f"model {name!r} does not exist (looked in the working directory, {REPO_ROOT} and "
+            f"{CHECKPOINTS}); expected a SanaPipeline directory or a shipped name: "
+            f"{', '.join(shipped_models())} (optionally NAME{DEPTH_SEPARATOR}DEPTH)"
+        )
     check_pipeline_dir(path)
     if depth is None:
         return ModelSpec(path)
@@ -108,8 +110,15 @@ def resolve_model(spec: str | Path, device: str = "cpu", dtype=None):
     return load_pruned(m.path, m.depth, m.path / IMPORTANCE_TABLE, device=device, dtype=dtype)
 
 
-def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, reproduce: str,
-               prompt_sets: tuple[str, ...] = ("full", "novel"), images_per_prompt: int = 4) -> dict:
+def export_run(
+    run_dir: str | Path,
+    dest: str | Path,
+    name: str,
+    summary: str,
+    reproduce: str,
+    prompt_sets: tuple[str, ...] = ("full", "novel"),
+    images_per_prompt: int = 4,
+) -> dict:
     """Copies `run_dir/pipeline` with its config and log to `dest`, evaluates GenEval-mini on each
     prompt set and writes `geneval_<set>.json` and the model card. Returns {set: overall}."""
     from lab.evaluation import evaluate_pipeline
@@ -137,20 +146,25 @@ def export_run(run_dir: str | Path, dest: str | Path, name: str, summary: str, r
         sampler = SamplerConfig()  # evaluate_pipeline's
         details = {
             "transformer": f"{pipe.transformer.config.num_layers} blocks, width "
-                           f"{pipe.transformer.config.num_attention_heads * pipe.transformer.config.attention_head_dim}, "
-                           f"{sum(p.numel() for p in pipe.transformer.parameters()) / 1e6:.2f}M parameters",
+            f"{pipe.transformer.config.num_attention_heads * pipe.transformer.config.attention_head_dim}, "
+            f"{sum(p.numel() for p in pipe.transformer.parameters()) / 1e6:.2f}M parameters",
             "training": f"{log[-1]['step']} steps, final loss {log[-1]['loss']:.4f} "
-                        f"(mean of last 100: {sum(r['loss'] for r in log[-100:]) / len(log[-100:]):.4f})",
+            f"(mean of last 100: {sum(r['loss'] for r in log[-100:]) / len(log[-100:]):.4f})",
             "evaluation": f"{images_per_prompt} image{'s' if images_per_prompt > 1 else ''} per prompt, seeds 0.., "
-                          f"{sampler.steps} DPM-Solver steps, CFG {sampler.guidance_scale}",
+            f"{sampler.steps} DPM-Solver steps, CFG {sampler.guidance_scale}",
         }
-        sections = {"GenEval-mini": geneval_table({f"GenEval-mini {s}": r for s, r in reports.items()}),
-                    "Reproduce": f"```bash\n{reproduce}\n```", "Details": details_list(details)}
+        sections = {
+            "GenEval-mini": geneval_table({f"GenEval-mini {s}": r for s, r in reports.items()}),
+            "Reproduce": f"```bash\n{reproduce}\n```",
+            "Details": details_list(details),
+        }
         write_model_card(tmp, name, summary, sections)
     return {s: r.overall for s, r in reports.items()}
 
 
-def rescore(model_dir: str | Path, prompt_sets: tuple[str, ...] = ("full", "novel"), images_per_prompt: int = 4) -> dict:
+def rescore(
+    model_dir: str | Path, prompt_sets: tuple[str, ...] = ("full", "novel"), images_per_prompt: int = 4
+) -> dict:
     """Re-evaluates a shipped model with the current evaluator: regenerates `images_per_prompt`
     images per prompt (seeds 0.., as `export_run`), rewrites `geneval_<set>.json` and the card's
     GenEval-mini section (table with bootstrap intervals, and the scores it replaces).
@@ -174,17 +188,30 @@ def rescore(model_dir: str | Path, prompt_sets: tuple[str, ...] = ("full", "nove
         report = evaluate_pipeline(pipe, s, images_per_prompt, progress=False)[0]
         write_report(report, old, model=model_dir.name, prompts=s, images_per_prompt=images_per_prompt)
         reports[f"GenEval-mini {Path(s).stem}"] = report
-        out[Path(s).stem] = {"before": before.get("overall"), "before_images_per_prompt": before.get("images_per_prompt"),
-                             "after": report.overall, "interval": report.interval().overall_interval}
+        out[Path(s).stem] = {
+            "before": before.get("overall"),
+            "before_images_per_prompt": before.get("images_per_prompt"),
+            "after": report.overall,
+            "interval": report.interval().overall_interval,
+        }
     text = card.read_text()
     head, rest = text.split("## GenEval-mini", 1)
-    tail = rest[rest.index("## Reproduce"):]
-    was = ", ".join(f"{s} {v['before']:.3f} ({v['before_images_per_prompt']} per prompt)" for s, v in out.items()
-                    if v["before"] is not None)
-    note = (f"Scored by the hardened evaluator (touching objects split, non-objects and unrecognised shapes "
-            f"never counted) at lab commit {git_commit()}, {images_per_prompt} images per prompt; the interval "
-            f"is a 95% bootstrap over prompts and images. Before re-scoring: {was}.")
-    tail = re.sub(r"- \*\*evaluation\*\*: \d+ images? per prompt", f"- **evaluation**: {images_per_prompt} images per prompt", tail)
+    tail = rest[rest.index("## Reproduce") :]
+    was = ", ".join(
+        f"{s} {v['before']:.3f} ({v['before_images_per_prompt']} per prompt)"
+        for s, v in out.items()
+        if v["before"] is not None
+    )
+    note = (
+        f"Scored by the hardened evaluator (touching objects split, non-objects and unrecognised shapes "
+        f"never counted) at lab commit {git_commit()}, {images_per_prompt} images per prompt; the interval "
+        f"is a 95% bootstrap over prompts and images. Before re-scoring: {was}."
+    )
+    tail = re.sub(
+        r"- \*\*evaluation\*\*: \d+ images? per prompt",
+        f"- **evaluation**: {images_per_prompt} images per prompt",
+        tail,
+    )
     card.write_text(f"{head}## GenEval-mini\n\n{geneval_table(reports)}\n{note}\n\n{tail}")
     return out
 
@@ -205,7 +232,11 @@ def geneval_table(reports: dict) -> str:
         rows.append(f"| {t} | " + " | ".join(cells) + " |")
     rows.append("| **overall** | " + " | ".join(f"**{r.overall:.3f}**" for r in reports.values()) + " |")
     intervals = [r.interval().overall_interval for r in reports.values()]
-    rows.append("| 95% interval (bootstrap over prompts and images) | " + " | ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in intervals) + " |")
+    rows.append(
+        "| 95% interval (bootstrap over prompts and images) | "
+        + " | ".join(f"{lo:.3f}-{hi:.3f}" for lo, hi in intervals)
+        + " |"
+    )
     return head + "\n".join(rows) + "\n"
 
 
@@ -258,8 +289,13 @@ def fresh_pipeline_dir(source: str | Path, out: str | Path, num_layers: int, see
     pipe = load_pipeline(source)
     torch.manual_seed(seed)
     fresh = SanaTransformer2DModel.from_config({**pipe.transformer.config, "num_layers": num_layers})
-    pipe = SanaPipeline(tokenizer=pipe.tokenizer, text_encoder=pipe.text_encoder, vae=pipe.vae,
-                        transformer=fresh, scheduler=pipe.scheduler)
+    pipe = SanaPipeline(
+        tokenizer=pipe.tokenizer,
+        text_encoder=pipe.text_encoder,
+        vae=pipe.vae,
+        transformer=fresh,
+        scheduler=pipe.scheduler,
+    )
     out = Path(out)
     with atomic_directory(out) as tmp:
         pipe.save_pretrained(tmp)
@@ -300,8 +336,9 @@ def training_cost(model_dir: str | Path) -> int | None:
     import yaml
 
     model_dir = Path(model_dir)
-    config = next((c for c in (model_dir / "train_config.yaml", model_dir.parent / "train_config.yaml") if c.is_file()),
-                  None)
+    config = next(
+        (c for c in (model_dir / "train_config.yaml", model_dir.parent / "train_config.yaml") if c.is_file()), None
+    )
     own, start = 0, None
     if config is not None:
         c = yaml.safe_load(config.read_text()) or {}
@@ -319,4 +356,3 @@ def training_cost(model_dir: str | Path) -> int | None:
         return own  # trained from a fresh transformer
     before = training_cost(parent)
     return None if before is None else own + before
-

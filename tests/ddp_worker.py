@@ -32,8 +32,11 @@ def main(vae_dir: str, out: str) -> None:
     train(cfg, Path(out) / "run", progress=False)
     state = PartialState()  # the state train()'s Accelerator set up
     with torch.no_grad():
-        report = {"world_size": state.num_processes, "checksum": checksum(seen["transformer"]),
-                  "initial_checksum": seen["initial"]}
+        report = {
+            "world_size": state.num_processes,
+            "checksum": checksum(seen["transformer"]),
+            "initial_checksum": seen["initial"],
+        }
     (Path(out) / f"rank{state.process_index}.json").write_text(json.dumps(report))
 
 

@@ -55,8 +55,13 @@ def prunable_tiny_dir(tmp_path_factory, tiny_pipeline_dir):
 
 @pytest.fixture(scope="module")
 def session(prunable_tiny_dir, tiny_pipeline_dir, tiny_judge_dir):
-    return demo.DemoSession(demo.DemoConfig(models={"deep": str(prunable_tiny_dir), "plain": str(tiny_pipeline_dir)},
-                                            judge=str(tiny_judge_dir), steps=STEPS))
+    return demo.DemoSession(
+        demo.DemoConfig(
+            models={"deep": str(prunable_tiny_dir), "plain": str(tiny_pipeline_dir)},
+            judge=str(tiny_judge_dir),
+            steps=STEPS,
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,9 +97,12 @@ def test_best_of_4_returns_four_candidates_a_three_match_bracket_and_the_ranked_
         verdict = geneval.evaluate_image(image, PROMPT)
         assert summary["verdicts"][index] == {"correct": verdict.correct, "reason": verdict.reason}
         shown = float(item["caption"].split("P(yes)=")[1].split()[0])
-        assert verdict.reason in item["caption"] and shown == pytest.approx(summary["scores"][index]["p_yes"], abs=0.006)
-    assert np.array_equal(np.asarray(Image.open(winner).convert("RGB")),
-                          np.asarray(Image.open(gallery[0]["image"]).convert("RGB")))
+        assert verdict.reason in item["caption"] and shown == pytest.approx(
+            summary["scores"][index]["p_yes"], abs=0.006
+        )
+    assert np.array_equal(
+        np.asarray(Image.open(winner).convert("RGB")), np.asarray(Image.open(gallery[0]["image"]).convert("RGB"))
+    )
     assert "Winner: candidate" in winner_text
     assert "model calls (NFE)" in compute and "**4** judge calls" in compute
 
@@ -108,8 +116,14 @@ def test_depth_slider_prunes_the_deep_model_once(served, session):
     assert session.kept_blocks("deep", 1) == [1]  # the more important block of the two
 
 
-@pytest.mark.parametrize("prompt, message", [("", "Type a prompt"), ("a photo of two dogs", "Unknown words: 'dogs'"),
-                                             ("circle a photo of", "fits none of the world's forms")])
+@pytest.mark.parametrize(
+    "prompt, message",
+    [
+        ("", "Type a prompt"),
+        ("a photo of two dogs", "Unknown words: 'dogs'"),
+        ("circle a photo of", "fits none of the world's forms"),
+    ],
+)
 def test_bad_prompts_show_a_message_and_the_app_keeps_serving(served, session, prompt, message):
     from gradio_client.exceptions import AppError
 
@@ -130,8 +144,9 @@ def test_n_out_of_range_is_refused_with_the_accepted_range(served, session):
 
 
 def test_pruned_depths_beyond_the_cache_bound_are_dropped(prunable_tiny_dir, tiny_judge_dir):
-    s = demo.DemoSession(demo.DemoConfig(models={"deep": str(prunable_tiny_dir)}, judge=str(tiny_judge_dir),
-                                         cached_depths=0))
+    s = demo.DemoSession(
+        demo.DemoConfig(models={"deep": str(prunable_tiny_dir)}, judge=str(tiny_judge_dir), cached_depths=0)
+    )
     first = s.pipeline("deep", 1)
     assert s.pipeline("deep", 1) is not first  # pruned again: nothing pruned is kept
     assert s.pipeline("deep", 2) is s.pipeline("deep", None)  # the full model is always kept
@@ -151,7 +166,9 @@ def test_a_missing_judge_falls_back_to_the_labelled_oracle_with_a_warning(tiny_p
     frames = list(s.run(PROMPT, "plain", n=2, steps=STEPS, draw=False))
     assert "Ranking with the oracle (exact evaluator) instead" in frames[0].warnings[0]
     assert frames[-1].summary["judge"] == "oracle" and "judge: oracle" in frames[-1].compute
-    assert s.judge_choices[0] == s.judge_label and demo.ORACLE_CHOICE in s.judge_choices  # the oracle is never the default
+    assert (
+        s.judge_choices[0] == s.judge_label and demo.ORACLE_CHOICE in s.judge_choices
+    )  # the oracle is never the default
 
 
 def test_a_judge_directory_that_fails_to_load_is_a_message(tiny_pipeline_dir, tmp_path):
@@ -172,8 +189,15 @@ def test_best_so_far_follows_the_judges_pick_and_the_oracle_bound():
     from lab.judge import JudgeScores
     from lab.scaling import BestOfN
 
-    result = BestOfN(PROMPT, 3, [0, 1, 2], "tournament", "t", np.zeros((3, 1, 1, 3), np.uint8),
-                     JudgeScores(np.array([0.9, 0.2, 0.95]), np.array([2.0, -1.0, 3.0]), np.zeros(3)))
+    result = BestOfN(
+        PROMPT,
+        3,
+        [0, 1, 2],
+        "tournament",
+        "t",
+        np.zeros((3, 1, 1, 3), np.uint8),
+        JudgeScores(np.array([0.9, 0.2, 0.95]), np.array([2.0, -1.0, 3.0]), np.zeros(3)),
+    )
     verdicts = [geneval.Verdict(False, "x"), geneval.Verdict(True, "ok"), geneval.Verdict(True, "ok")]
     pick, bound = demo.best_so_far(result, verdicts)
     assert pick.tolist() == [False, False, True] and bound.tolist() == [False, True, True]
@@ -218,13 +242,24 @@ def test_browser_types_a_prompt_sets_n_and_sees_the_winner(served, tmp_path):
         assert shot.format == "PNG" and shot.size[0] >= browser.VIEWPORT["width"]
 
 
-def test_bench_app_quick_serves_concurrent_clients_without_errors(tmp_path, tiny_pipeline_dir, prunable_tiny_dir,
-                                                                  tiny_judge_dir):
+def test_bench_app_quick_serves_concurrent_clients_without_errors(
+    tmp_path, tiny_pipeline_dir, prunable_tiny_dir, tiny_judge_dir
+):
     from lab.bench import app as bench_app
 
     out = tmp_path / "app.json"
-    bench_app.main(["--quick", "--models", f"tiny={tiny_pipeline_dir}", f"deep={prunable_tiny_dir}",
-                    "--judge", str(tiny_judge_dir), "--out", str(out)])
+    bench_app.main(
+        [
+            "--quick",
+            "--models",
+            f"tiny={tiny_pipeline_dir}",
+            f"deep={prunable_tiny_dir}",
+            "--judge",
+            str(tiny_judge_dir),
+            "--out",
+            str(out),
+        ]
+    )
     report = json.loads(out.read_text())
     load = report["load"]
     assert load["errors"] == 0 and load["completed"] == load["clients"] >= 2

@@ -27,7 +27,9 @@ def test_bench_help_lists_the_benchmarks(run_lab):
 def test_bench_scaling_counts_exactly_n_judge_calls(tiny_pipeline_dir, tmp_path):
     from lab.bench import scaling
 
-    result = scaling.main(["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--out", str(tmp_path / "s.json")])
+    result = scaling.main(
+        ["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--out", str(tmp_path / "s.json")]
+    )
     assert result["judge_calls"] == {"1": 1, "4": 4} and result["judge_calls_equal_n"]
     assert result["per_candidate_s_best_of_n"] > 0 and (tmp_path / "s.json").is_file()
 
@@ -35,8 +37,19 @@ def test_bench_scaling_counts_exactly_n_judge_calls(tiny_pipeline_dir, tmp_path)
 def test_bench_judge_reports_reliability_per_split(tiny_pipeline_dir, tmp_path):
     from lab.bench import judge
 
-    result = judge.main(["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--cache", str(tmp_path / "c"),
-                         "--out", str(tmp_path / "j.json")])
+    result = judge.main(
+        [
+            "--quick",
+            "--model",
+            str(tiny_pipeline_dir),
+            "--judge",
+            "oracle",
+            "--cache",
+            str(tmp_path / "c"),
+            "--out",
+            str(tmp_path / "j.json"),
+        ]
+    )
     assert set(result["splits"]) == {"quick", "novel"}
     # the oracle is the evaluator: it agrees with itself on every image
     assert result["splits"]["quick"]["overall"]["accuracy"] == 1.0 and result["images_per_s"] > 0
@@ -45,8 +58,22 @@ def test_bench_judge_reports_reliability_per_split(tiny_pipeline_dir, tmp_path):
 def test_bench_train_times_the_real_trainer_per_render_worker_count(tiny_vae_dir, tmp_path):
     from lab.bench import train
 
-    result = train.main(["--quick", "--vae", str(tiny_vae_dir), "--repeats", "1", "--data-workers", "0", "1",
-                         "--trainer-steps", "7", "--out", str(tmp_path / "t.json")])
+    result = train.main(
+        [
+            "--quick",
+            "--vae",
+            str(tiny_vae_dir),
+            "--repeats",
+            "1",
+            "--data-workers",
+            "0",
+            "1",
+            "--trainer-steps",
+            "7",
+            "--out",
+            str(tmp_path / "t.json"),
+        ]
+    )
     runs = result["trainer_by_data_workers"]
     assert set(runs) == {"0", "1"} and runs["0"]["ratio_to_first"] == 1.0
     assert all(r["images_per_s"] > 0 and r["steps_measured"] == 2 for r in runs.values())

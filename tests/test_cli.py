@@ -16,6 +16,7 @@ from lab.provenance import REPO_ROOT
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fails the test if a command gets as far as loading a model."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the arguments were checked")
 
@@ -27,19 +28,26 @@ def _one_line_error(err: str, command: str) -> str:
     return err
 
 
-@pytest.mark.parametrize("argv, named", [
-    (["generate", "--prompt", ""], "argument --prompt: empty prompt"),
-    (["generate", "--prompt", "a circle", "--n", "0"], "argument --n: 0 is out of range; expected an integer >= 1"),
-    (["generate", "--prompt", "a circle", "--n", "-3"], "argument --n: -3 is out of range"),
-    (["generate", "--prompt", "a circle", "--steps", "0"], "argument --steps: 0 is out of range"),
-    (["generate", "--prompt", "a circle", "--cfg", "-1"], "argument --cfg: -1 is out of range; expected a number >= 0"),
-    (["generate", "--prompt", "a circle", "-o", "grid.nosuchformat"], "argument -o/--out: cannot write a figure"),
-    (["evaluate", "--prompts", "nosuch"], "argument --prompts: no prompt set 'nosuch'; expected one of"),
-    (["evaluate", "--images-per-prompt", "0"], "argument --images-per-prompt: 0 is out of range"),
-    (["evaluate", "--batch-size", "0"], "argument --batch-size: 0 is out of range"),
-])
+@pytest.mark.parametrize(
+    "argv, named",
+    [
+        (["generate", "--prompt", ""], "argument --prompt: empty prompt"),
+        (["generate", "--prompt", "a circle", "--n", "0"], "argument --n: 0 is out of range; expected an integer >= 1"),
+        (["generate", "--prompt", "a circle", "--n", "-3"], "argument --n: -3 is out of range"),
+        (["generate", "--prompt", "a circle", "--steps", "0"], "argument --steps: 0 is out of range"),
+        (
+            ["generate", "--prompt", "a circle", "--cfg", "-1"],
+            "argument --cfg: -1 is out of range; expected a number >= 0",
+        ),
+        (["generate", "--prompt", "a circle", "-o", "grid.nosuchformat"], "argument -o/--out: cannot write a figure"),
+        (["evaluate", "--prompts", "nosuch"], "argument --prompts: no prompt set 'nosuch'; expected one of"),
+        (["evaluate", "--images-per-prompt", "0"], "argument --images-per-prompt: 0 is out of range"),
+        (["evaluate", "--batch-size", "0"], "argument --batch-size: 0 is out of range"),
+    ],
+)
 def test_bad_arguments_are_one_line_naming_the_argument_before_any_model_loads(
-        argv, named, tiny_pipeline_dir, run_lab, no_model_loading):
+    argv, named, tiny_pipeline_dir, run_lab, no_model_loading
+):
     code, _, err = run_lab(*argv, "--model", tiny_pipeline_dir)
     assert code == 2 and named in _one_line_error(err, argv[0])
 
@@ -74,14 +82,26 @@ def test_debug_shows_the_traceback(truncated_pipeline_dir):
 
 def test_generate_creates_the_missing_folder_of_its_output(tiny_pipeline_dir, run_lab, tmp_path):
     out = tmp_path / "missing_dir" / "grid.png"
-    code, stdout, err = run_lab("generate", "--model", tiny_pipeline_dir, "--prompt", "a photo of a circle", "--n", 1,
-                                "--steps", 1, "-o", out)
+    code, stdout, err = run_lab(
+        "generate", "--model", tiny_pipeline_dir, "--prompt", "a photo of a circle", "--n", 1, "--steps", 1, "-o", out
+    )
     assert code == 0 and out.is_file() and "denoise" in err  # a bar over denoising steps
 
 
 def test_generate_warns_once_in_one_line_about_a_prompt_outside_training(tiny_pipeline_dir, run_lab, tmp_path):
-    code, _, err = run_lab("generate", "--model", tiny_pipeline_dir, "--prompt", "two red dogs", "--n", 1,
-                           "--steps", 1, "-o", tmp_path / "g.png")
+    code, _, err = run_lab(
+        "generate",
+        "--model",
+        tiny_pipeline_dir,
+        "--prompt",
+        "two red dogs",
+        "--n",
+        1,
+        "--steps",
+        1,
+        "-o",
+        tmp_path / "g.png",
+    )
     warnings = [line for line in err.splitlines() if line.startswith("lab generate: warning:")]
     assert code == 0 and len(warnings) == 2  # unknown word 'dogs', and the prompt outside training
     assert "'two red dogs'" in warnings[1] and "outside what lab models were trained on" in warnings[1]
@@ -89,8 +109,9 @@ def test_generate_warns_once_in_one_line_about_a_prompt_outside_training(tiny_pi
 
 def test_world_render_draws_the_readme_example_from_any_working_directory(run_lab, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    code, stdout, _ = run_lab("world", "render", "--prompt", "a photo of a red circle left of a blue square",
-                              "--n", 2, "-o", "figs/grid.png")
+    code, stdout, _ = run_lab(
+        "world", "render", "--prompt", "a photo of a red circle left of a blue square", "--n", 2, "-o", "figs/grid.png"
+    )
     assert code == 0 and (tmp_path / "figs" / "grid.png").is_file()
 
 
@@ -121,12 +142,14 @@ def test_prune_refuses_another_runs_folder_unless_overwrite(tiny_pipeline_dir, r
     out = tmp_path / "pruned-run"
     assert run_lab("prune", "--model", tiny_pipeline_dir, "--depth", 1, "--by", "last", "--out", out)[0] == 0
     before = (out / "pruned" / "pruning.json").read_text()
-    code, _, err = run_lab("prune", "--model", tiny_pipeline_dir, "--depth", 1, "--by", "random", "--seed", 1,
-                           "--out", out)
+    code, _, err = run_lab(
+        "prune", "--model", tiny_pipeline_dir, "--depth", 1, "--by", "random", "--seed", 1, "--out", out
+    )
     assert code == 2 and "--overwrite" in _one_line_error(err, "prune") and "by: 'last' there, 'random' now" in err
     assert (out / "pruned" / "pruning.json").read_text() == before and not _leftovers(tmp_path)
-    code, _, _ = run_lab("prune", "--model", tiny_pipeline_dir, "--depth", 1, "--by", "random", "--seed", 1,
-                         "--out", out, "--overwrite")
+    code, _, _ = run_lab(
+        "prune", "--model", tiny_pipeline_dir, "--depth", 1, "--by", "random", "--seed", 1, "--out", out, "--overwrite"
+    )
     assert code == 0 and json.loads((out / "run.json").read_text())["by"] == "random" and not _leftovers(tmp_path)
 
 
@@ -139,7 +162,9 @@ def test_prune_into_a_folder_of_other_files_leaves_them_untouched(tiny_pipeline_
 def test_grow_refuses_another_runs_folder_unless_overwrite(tiny_pipeline_dir, run_lab, tmp_path):
     out = tmp_path / "grown"
     assert run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 3, "--out", out)[0] == 0
-    assert run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 3, "--out", out)[0] == 0  # the same run: redone
+    assert (
+        run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 3, "--out", out)[0] == 0
+    )  # the same run: redone
     code, _, err = run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 4, "--out", out)
     assert code == 2 and "num_layers: 3 there, 4 now" in _one_line_error(err, "grow")
     assert run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 4, "--out", out, "--overwrite")[0] == 0
@@ -171,11 +196,14 @@ def test_a_shipped_model_loads_pruned_by_name():
     assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 12
 
 
-@pytest.mark.parametrize("spec, message", [
-    ("L@40", "expected an integer from 1 to 23"),
-    ("S@4", "no importance.json"),
-    ("checkpoints/vae", "no model_index.json"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("L@40", "expected an integer from 1 to 23"),
+        ("S@4", "no importance.json"),
+        ("checkpoints/vae", "no model_index.json"),
+    ],
+)
 def test_bad_model_specs_name_what_is_accepted(spec, message):
     with pytest.raises(ValueError, match=message):
         zoo.model_spec(spec)

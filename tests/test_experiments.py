@@ -55,11 +55,24 @@ def test_presets_name_an_unknown_field_or_mode_and_what_is_accepted(tmp_path):
 def test_came8bit_presets_keep_the_benchmarks_settings_and_train_with_a_constant_lr_unclipped():
     quick = preset(came8bit.Config, "came8bit", "quick")
     t = quick.train
-    assert (t.size, t.steps, t.batch_size, t.lr, quick.tail, quick.min_8bit_size, quick.speed_reps) == \
-        ("tiny", 60, 8, 1e-4, 20, 1024, 3)
+    assert (t.size, t.steps, t.batch_size, t.lr, quick.tail, quick.min_8bit_size, quick.speed_reps) == (
+        "tiny",
+        60,
+        8,
+        1e-4,
+        20,
+        1024,
+        3,
+    )
     assert (t.warmup_steps, t.min_lr_ratio, t.grad_clip, t.caption_dropout) == (0, 1.0, 0.0, 0.0)
     full = preset(came8bit.Config, "came8bit", "full")
-    assert (full.train.size, full.train.steps, full.tail, full.min_8bit_size, full.speed_reps) == ("S", 300, 50, None, 20)
+    assert (full.train.size, full.train.steps, full.tail, full.min_8bit_size, full.speed_reps) == (
+        "S",
+        300,
+        50,
+        None,
+        20,
+    )
 
 
 def test_came8bit_run_writes_memory_and_fidelity_and_draws_them(tmp_path):
@@ -73,8 +86,15 @@ def test_came8bit_run_writes_memory_and_fidelity_and_draws_them(tmp_path):
 
 
 def test_block_importance_run_falls_back_to_a_stand_in_only_when_allowed(tmp_path):
-    cfg = preset(block_importance.Config, "block_importance", "quick", model=str(tmp_path / "no-L"),
-                 work_dir=str(tmp_path / "work"), prompt_limit=2, sampler={"steps": 2})
+    cfg = preset(
+        block_importance.Config,
+        "block_importance",
+        "quick",
+        model=str(tmp_path / "no-L"),
+        work_dir=str(tmp_path / "work"),
+        prompt_limit=2,
+        sampler={"steps": 2},
+    )
     metrics = block_importance.run(cfg, tmp_path / "out", mode="quick")
     assert metrics["label"].startswith("untrained tiny stand-in") and len(metrics["importance"]["timesteps"]) == 2
     assert (tmp_path / "out" / block_importance.TABLE_FILE).is_file()

@@ -68,8 +68,10 @@ def test_perturbed_prompts_are_false_and_rejected(rendered):
 
 def test_blur_and_noise_keep_true_prompts_correct(rendered):
     rng = np.random.default_rng(0)
-    ok = [geneval.evaluate_image(degrade(x, rng, blur_sigma=1.0, noise_sigma=0.05), p).correct
-          for p, _, x, _ in rendered[:N_DEGRADED]]
+    ok = [
+        geneval.evaluate_image(degrade(x, rng, blur_sigma=1.0, noise_sigma=0.05), p).correct
+        for p, _, x, _ in rendered[:N_DEGRADED]
+    ]
     assert np.mean(ok) >= 0.98
 
 
@@ -85,7 +87,9 @@ def test_colour_is_read_from_the_core_not_the_blurred_edge():
 
 
 def test_counting_fails_on_n_plus_one():
-    image = _scene(("circle", "red", 14.0, 14.0, 16.0), ("circle", "blue", 48.0, 14.0, 16.0), ("circle", "green", 30.0, 48.0, 16.0))
+    image = _scene(
+        ("circle", "red", 14.0, 14.0, 16.0), ("circle", "blue", 48.0, 14.0, 16.0), ("circle", "green", 30.0, 48.0, 16.0)
+    )
     assert geneval.evaluate_image(image, "a photo of three circles").correct
     two = geneval.evaluate_image(image, "a photo of two circles")
     assert not two.correct and two.reason == "expected at most 2 circles, found 3"
@@ -94,10 +98,19 @@ def test_counting_fails_on_n_plus_one():
 
 
 def test_extra_objects_of_other_classes_are_not_penalised():
-    image = _scene(("circle", "red", 14.0, 14.0, 16.0), ("circle", "red", 48.0, 14.0, 16.0),
-                   ("square", "blue", 14.0, 48.0, 16.0), ("cross", "black", 48.0, 48.0, 16.0))
-    for text in ("a photo of two circles", "a photo of a red circle", "a photo of a square",
-                 "a photo of a red circle and a blue square", "a photo of a cross below a circle"):
+    image = _scene(
+        ("circle", "red", 14.0, 14.0, 16.0),
+        ("circle", "red", 48.0, 14.0, 16.0),
+        ("square", "blue", 14.0, 48.0, 16.0),
+        ("cross", "black", 48.0, 48.0, 16.0),
+    )
+    for text in (
+        "a photo of two circles",
+        "a photo of a red circle",
+        "a photo of a square",
+        "a photo of a red circle and a blue square",
+        "a photo of a cross below a circle",
+    ):
         assert geneval.evaluate_image(image, text).correct, text
 
 
@@ -166,16 +179,19 @@ def test_accepts_uint8_float_pil_and_batches():
     assert geneval.evaluate([Image.fromarray(image)], [world.parse_prompt(text)]).overall == 1.0
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((64, 64), np.uint8), r"shape \(64, 64\); expected \(64, 64, 3\)"),
-    (np.zeros((64, 64, 4), np.uint8), r"shape \(64, 64, 4\); expected \(64, 64, 3\)"),
-    (np.zeros((32, 32, 3), np.uint8), r"shape \(32, 32, 3\)"),
-    (np.zeros((3, 64, 64), np.float32), r"shape \(3, 64, 64\).*channels last"),
-    (np.zeros((64, 64, 3), np.int64), r"dtype int64; expected uint8"),
-    (np.full((64, 64, 3), 255.0), r"values in \[255, 255\]; expected values in \[0, 1\]"),
-    (Image.new("L", (64, 64)), r"mode 'L'; expected mode 'RGB'"),
-    (Image.new("RGBA", (64, 64)), r"mode 'RGBA'"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((64, 64), np.uint8), r"shape \(64, 64\); expected \(64, 64, 3\)"),
+        (np.zeros((64, 64, 4), np.uint8), r"shape \(64, 64, 4\); expected \(64, 64, 3\)"),
+        (np.zeros((32, 32, 3), np.uint8), r"shape \(32, 32, 3\)"),
+        (np.zeros((3, 64, 64), np.float32), r"shape \(3, 64, 64\).*channels last"),
+        (np.zeros((64, 64, 3), np.int64), r"dtype int64; expected uint8"),
+        (np.full((64, 64, 3), 255.0), r"values in \[255, 255\]; expected values in \[0, 1\]"),
+        (Image.new("L", (64, 64)), r"mode 'L'; expected mode 'RGB'"),
+        (Image.new("RGBA", (64, 64)), r"mode 'RGBA'"),
+    ],
+)
 def test_bad_images_raise_naming_what_is_accepted(bad, message):
     with pytest.raises(ValueError, match=message):
         geneval.evaluate_image(bad, "a photo of a circle")
@@ -290,8 +306,13 @@ def test_unknown_shape_never_passes_a_prompt_naming_a_class(name):
 
 
 def test_unrecognised_shapes_do_not_count_towards_counting():
-    image = stress.draw([("circle", "red", 14.0, 14.0, 16.0), ("circle", "blue", 48.0, 14.0, 16.0),
-                         ("square", "green", 30.0, 46.0, 16.0, 30.0)])  # a square rotated 30 deg
+    image = stress.draw(
+        [
+            ("circle", "red", 14.0, 14.0, 16.0),
+            ("circle", "blue", 48.0, 14.0, 16.0),
+            ("square", "green", 30.0, 46.0, 16.0, 30.0),
+        ]
+    )  # a square rotated 30 deg
     assert geneval.evaluate_image(image, "a photo of two circles").correct
     assert not geneval.evaluate_image(image, "a photo of a square").correct
 

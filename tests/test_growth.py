@@ -40,8 +40,9 @@ def tiny():
     return build_transformer("tiny")
 
 
-@pytest.mark.parametrize("strategy, zero_init_copies", [
-    ("partial_preservation", False), ("cyclic", True), ("block_replication", True)])
+@pytest.mark.parametrize(
+    "strategy, zero_init_copies", [("partial_preservation", False), ("cyclic", True), ("block_replication", True)]
+)
 def test_growing_with_every_block_kept_leaves_the_output_unchanged(tiny, strategy, zero_init_copies):
     grown = grow_depth(tiny, 7, strategy, keep=tiny.config.num_layers, zero_init_copies=zero_init_copies)
     for seed in range(3):
@@ -91,8 +92,11 @@ def test_first_backward_step_gives_every_new_block_nonzero_gradients(tiny):
     loss.backward()
     kept = default_keep(tiny.config.num_layers, "partial_preservation")
     for i, block in enumerate(grown.transformer_blocks[kept:], kept):
-        for name, layer in (("attn1", block.attn1.to_out[0]), ("attn2", block.attn2.to_out[0]),
-                            ("ff", block.ff.conv_point)):
+        for name, layer in (
+            ("attn1", block.attn1.to_out[0]),
+            ("attn2", block.attn2.to_out[0]),
+            ("ff", block.ff.conv_point),
+        ):
             assert layer.weight.grad is not None and layer.weight.grad.abs().max() > 0, f"block {i} {name}"
 
 
@@ -125,13 +129,16 @@ def test_grown_model_shares_no_parameters_with_its_source(tiny):
     assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
 
 
-@pytest.mark.parametrize("kwargs, error, words", [
-    ({"num_layers": 2}, ValueError, ["num_layers=2", "2 blocks"]),
-    ({"num_layers": 1}, ValueError, ["num_layers=1"]),
-    ({"num_layers": 6, "keep": 0}, ValueError, ["keep=0", "1 to 2"]),
-    ({"num_layers": 6, "keep": 3}, ValueError, ["keep=3", "1 to 2"]),
-    ({"num_layers": 6, "strategy": "stacking"}, ValueError, ["'stacking'", "partial_preservation", "cyclic"]),
-])
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"num_layers": 2}, ValueError, ["num_layers=2", "2 blocks"]),
+        ({"num_layers": 1}, ValueError, ["num_layers=1"]),
+        ({"num_layers": 6, "keep": 0}, ValueError, ["keep=0", "1 to 2"]),
+        ({"num_layers": 6, "keep": 3}, ValueError, ["keep=3", "1 to 2"]),
+        ({"num_layers": 6, "strategy": "stacking"}, ValueError, ["'stacking'", "partial_preservation", "cyclic"]),
+    ],
+)
 def test_bad_growth_arguments_raise_errors_naming_the_value_and_the_accepted_ones(tiny, kwargs, error, words):
     with pytest.raises(error) as info:
         grow_depth(tiny, **kwargs)
@@ -149,15 +156,29 @@ def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_
     from diffusers import SanaPipeline
 
     out = tmp_path / "grown"
-    cli.main(["grow", "--model", str(tiny_pipeline_dir), "--num-layers", "6", "--strategy", "partial_preservation",
-              "--keep", "2", "--out", str(out)])
+    cli.main(
+        [
+            "grow",
+            "--model",
+            str(tiny_pipeline_dir),
+            "--num-layers",
+            "6",
+            "--strategy",
+            "partial_preservation",
+            "--keep",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     assert str(out) in capsys.readouterr().out
     pipe = SanaPipeline.from_pretrained(out)
     assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 6
     record = json.loads((out / GROWTH_FILE).read_text())
     assert record["plan"] == [0, 1, None, None, None, None] and record["source"] == str(tiny_pipeline_dir)
-    code, _, err = run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--strategy", "deep",
-                           "--out", tmp_path / "bad")
+    code, _, err = run_lab(
+        "grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--strategy", "deep", "--out", tmp_path / "bad"
+    )
     assert code == 2 and err.startswith("lab grow: error: unknown growth strategy 'deep'") and err.count("\n") == 1
     assert not (tmp_path / "bad").exists()
 
@@ -172,8 +193,14 @@ def quick(**overrides):
 
 def test_growth_experiment_records_loss_and_geneval_for_every_arm(tmp_path):
     source = stand_in_dir(tmp_path)
-    cfg = quick(arms=["grown", "scratch"], train={"steps": 2, "batch_size": 2, "warmup_steps": 1}, eval_every=1,
-                eval_prompt_limit=6, sampler={"steps": 2}, loss_window=1)
+    cfg = quick(
+        arms=["grown", "scratch"],
+        train={"steps": 2, "batch_size": 2, "warmup_steps": 1},
+        eval_every=1,
+        eval_prompt_limit=6,
+        sampler={"steps": 2},
+        loss_window=1,
+    )
     metrics = experiment.run_arms(source, tmp_path / "runs", cfg)
     blocks = SIZES[STAND_IN_SIZE].num_layers
     assert set(metrics["runs"]) == {"grown", "scratch"}
@@ -190,9 +217,17 @@ def test_growth_experiment_records_loss_and_geneval_for_every_arm(tmp_path):
 
 
 def test_growth_run_on_a_stand_in_writes_its_metrics_and_draws_both_figures(tmp_path):
-    cfg = quick(source=str(tmp_path / "no-such-S"), shipped="", work_dir=str(tmp_path / "work"), arms=["grown", "scratch"],
-                train={"steps": 2, "batch_size": 2, "warmup_steps": 1}, eval_every=2, eval_prompt_limit=6,
-                sampler={"steps": 2}, loss_window=1)
+    cfg = quick(
+        source=str(tmp_path / "no-such-S"),
+        shipped="",
+        work_dir=str(tmp_path / "work"),
+        arms=["grown", "scratch"],
+        train={"steps": 2, "batch_size": 2, "warmup_steps": 1},
+        eval_every=2,
+        eval_prompt_limit=6,
+        sampler={"steps": 2},
+        loss_window=1,
+    )
     metrics = experiment.run(cfg, tmp_path / "out", mode="quick")
     assert metrics["source"]["label"].startswith("untrained tiny stand-in") and "shipped" not in metrics
     stored = json.loads((tmp_path / "out" / experiment.METRICS_FILE).read_text())
@@ -214,10 +249,13 @@ def test_steps_to_reach_finds_the_first_step_whose_smoothed_loss_is_low_enough()
 
 def test_summary_checks_the_papers_loss_target_against_from_scratch():
     steps = range(1, 11)
-    metrics = {"source": {"geneval": 0.3}, "runs": {
-        "scratch": {"loss": [[s, 1.0 / s] for s in steps], "geneval": [[0, 0.0], [10, 0.2]]},
-        "grown": {"loss": [[s, 0.1 if s >= 3 else 1.0] for s in steps], "geneval": [[0, 0.3], [10, 0.4]]},
-    }}
+    metrics = {
+        "source": {"geneval": 0.3},
+        "runs": {
+            "scratch": {"loss": [[s, 1.0 / s] for s in steps], "geneval": [[0, 0.0], [10, 0.2]]},
+            "grown": {"loss": [[s, 0.1 if s >= 3 else 1.0] for s in steps], "geneval": [[0, 0.3], [10, 0.4]]},
+        },
+    }
     summary = experiment.summarize(metrics, window=1)
     assert summary["arms"]["grown"]["steps_to_scratch_final_loss"] == 3
     assert summary["arms"]["grown"]["fraction_of_steps"] == pytest.approx(0.3)
@@ -231,12 +269,12 @@ def test_summary_checks_the_papers_loss_target_against_from_scratch():
 def test_full_set_target_is_read_from_the_shipped_models_cards_at_equal_images_per_prompt(tmp_path):
     def card(name, correct_by_index, tags=("colors", "counting")):
         """A stored report: per prompt (one per tag), image i correct as correct_by_index[i]."""
-        images = [{"prompt_index": p, "tag": t, "correct": c}
-                  for p, t in enumerate(tags) for c in correct_by_index]
+        images = [{"prompt_index": p, "tag": t, "correct": c} for p, t in enumerate(tags) for c in correct_by_index]
         n = len(correct_by_index)
         (tmp_path / name).mkdir(exist_ok=True)
-        (tmp_path / name / "geneval_full.json").write_text(json.dumps(
-            {"overall": sum(correct_by_index) / n, "images_per_prompt": n, "images": images}))
+        (tmp_path / name / "geneval_full.json").write_text(
+            json.dumps({"overall": sum(correct_by_index) / n, "images_per_prompt": n, "images": images})
+        )
 
     assert experiment.shipped_geneval_gain(tmp_path / "S", tmp_path / "L") is None  # no cards yet
     card("S", [False, True, True, True]), card("L", [True, True, True, False])
@@ -263,8 +301,9 @@ def test_unknown_experiment_arms_are_rejected_with_the_accepted_names():
 def test_training_curves_draw_one_loss_and_one_score_line_per_run_in_matching_colours(tmp_path):
     loss = {"grown": [(s, 1.0 / s) for s in range(1, 20)], "scratch": [(s, 2.0 / s) for s in range(1, 20)]}
     score = {"grown": [(0, 0.3), (10, 0.4), (19, 0.5)], "scratch": [(0, 0.0), (10, 0.1), (19, 0.2)]}
-    fig = plots.training_curves(loss, score, reference={"S": 0.3}, labels={"grown": "grown L"},
-                                stamp={"mode": "quick", "commit": "abc1234"})
+    fig = plots.training_curves(
+        loss, score, reference={"S": 0.3}, labels={"grown": "grown L"}, stamp={"mode": "quick", "commit": "abc1234"}
+    )
     fig.savefig(tmp_path / "curves.png")
     left, right = fig.axes
     assert [t.get_text() for t in left.get_legend().get_texts()] == ["grown L", "scratch"]

@@ -44,13 +44,27 @@ def paligemma_dir(tmp_path_factory):
     )
 
     tok = build_tokenizer()
-    vision = SiglipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
-                                image_size=64, patch_size=16)
-    text = GemmaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                       num_attention_heads=2, num_key_value_heads=1, head_dim=16, pad_token_id=tok.pad_token_id,
-                       bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)
-    config = PaliGemmaConfig(vision_config=vision, text_config=text, projection_dim=32,
-                             image_token_index=tok.convert_tokens_to_ids("<image>"))
+    vision = SiglipVisionConfig(
+        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=64, patch_size=16
+    )
+    text = GemmaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    config = PaliGemmaConfig(
+        vision_config=vision,
+        text_config=text,
+        projection_dim=32,
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+    )
     torch.manual_seed(0)
     image_processor = SiglipImageProcessorPil(size={"height": 64, "width": 64})
     image_processor.image_seq_length = (64 // 16) ** 2
@@ -87,8 +101,9 @@ def test_tokenizer_without_a_single_yes_token_is_refused():
     from tokenizers.models import WordLevel
     from transformers import PreTrainedTokenizerFast
 
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0, "no": 1}, unk_token="[UNK]")),
-                                  unk_token="[UNK]")
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer(WordLevel({"[UNK]": 0, "no": 1}, unk_token="[UNK]")), unk_token="[UNK]"
+    )
     with pytest.raises(ValueError, match="single token"):
         answer_token_ids(tok, ("yes", " Yes"))
 
@@ -111,7 +126,9 @@ def test_judge_refuses_empty_prompts_and_mismatched_lengths(renders):
 def test_oracle_judge_is_the_evaluator(renders):
     wrong = ["a photo of a blue circle", "a photo of three squares", "a photo of a triangle right of a circle"]
     scores = OracleJudge().score(np.concatenate([renders, renders]), PROMPTS + wrong)
-    expected = [geneval.evaluate_image(x, p).correct for x, p in zip(np.concatenate([renders, renders]), PROMPTS + wrong)]
+    expected = [
+        geneval.evaluate_image(x, p).correct for x, p in zip(np.concatenate([renders, renders]), PROMPTS + wrong)
+    ]
     assert scores.says_yes.tolist() == expected == [True] * 3 + [False] * 3
 
 
@@ -130,7 +147,11 @@ def test_reliability_of_a_perfect_and_an_inverted_judge():
 def test_confusable_prompts_parse_and_differ_from_the_prompt():
     rng = np.random.default_rng(0)
     for task in world.TASKS:
-        for p in world.enumerate_prompts(task)[:20] if task != "color_attr" else [world.make_prompt(task, ("circle", "square"), ("red", "blue"))]:
+        for p in (
+            world.enumerate_prompts(task)[:20]
+            if task != "color_attr"
+            else [world.make_prompt(task, ("circle", "square"), ("red", "blue"))]
+        ):
             others = confusable_prompts(p, rng)
             assert others and all(o.text != p.text for o in others)
             assert all(world.parse_prompt(o.text).text == o.text for o in others)

@@ -37,8 +37,11 @@ def test_encode_text_equals_what_the_pipeline_feeds_the_transformer(tiny_pipelin
     prompts = ["a photo of a red circle", ""]
     ours, mask = model.encode_text(tiny_pipeline.tokenizer, tiny_pipeline.text_encoder, prompts)
     theirs, their_mask, *_ = tiny_pipeline.encode_prompt(
-        prompts, do_classifier_free_guidance=False, complex_human_instruction=None,
-        max_sequence_length=model.text_max_length(tiny_pipeline.tokenizer))
+        prompts,
+        do_classifier_free_guidance=False,
+        complex_human_instruction=None,
+        max_sequence_length=model.text_max_length(tiny_pipeline.tokenizer),
+    )
     assert torch.equal(mask, their_mask)
     assert torch.allclose(ours, theirs, atol=1e-6)
 
@@ -83,11 +86,14 @@ def test_generate_warns_on_unknown_words_and_still_generates(tiny_pipeline):
     assert out.shape == (1, 64, 64, 3) and out.dtype == np.uint8
 
 
-@pytest.mark.parametrize("prompts,seeds,resolution,match", [
-    ([""], [0], None, "empty"),
-    (["a photo of a circle"], [0, 1], None, "seed"),
-    (["a photo of a circle"], [0], 128, "resolution 128"),
-])
+@pytest.mark.parametrize(
+    "prompts,seeds,resolution,match",
+    [
+        ([""], [0], None, "empty"),
+        (["a photo of a circle"], [0, 1], None, "seed"),
+        (["a photo of a circle"], [0], 128, "resolution 128"),
+    ],
+)
 def test_generate_rejects_bad_input_with_a_clear_error(tiny_pipeline, prompts, seeds, resolution, match):
     with pytest.raises(ValueError, match=match):
         generate(tiny_pipeline, prompts, seeds, FAST, resolution=resolution)
@@ -138,8 +144,21 @@ def test_lab_generate_runs_on_a_sana15_shaped_pipeline(tmp_path):
 
     torch.manual_seed(0)
     _sana_shaped_pipeline(tmp_path / "sana")
-    main(["generate", "--model", str(tmp_path / "sana"), "--prompt", "a photo of a red circle", "--n", "2",
-          "--steps", "2", "-o", str(tmp_path / "grid.png")])
+    main(
+        [
+            "generate",
+            "--model",
+            str(tmp_path / "sana"),
+            "--prompt",
+            "a photo of a red circle",
+            "--n",
+            "2",
+            "--steps",
+            "2",
+            "-o",
+            str(tmp_path / "grid.png"),
+        ]
+    )
     assert (tmp_path / "grid.png").stat().st_size > 0
 
 
@@ -188,8 +207,14 @@ def test_importing_the_lab_and_diffusers_prints_no_bitsandbytes_kernel_warning()
 
 
 def test_many_untrained_prompts_make_one_warning_that_counts_them(tiny_pipeline):
-    prompts = ["a photo of two red circles", "a photo of three blue squares", "a photo of four green crosses",
-               "a photo of two pink triangles"]  # colours on counts: never in training
-    with pytest.warns(UserWarning, match="4 prompts are .*'a photo of two red circles'.* outside what lab models") as record:
+    prompts = [
+        "a photo of two red circles",
+        "a photo of three blue squares",
+        "a photo of four green crosses",
+        "a photo of two pink triangles",
+    ]  # colours on counts: never in training
+    with pytest.warns(
+        UserWarning, match="4 prompts are .*'a photo of two red circles'.* outside what lab models"
+    ) as record:
         generate(tiny_pipeline, prompts, range(4), FAST)
     assert len([w for w in record if "outside what lab models" in str(w.message)]) == 1

@@ -30,8 +30,14 @@ def test_notebook_is_stored_without_outputs_and_tags_its_parameters(path):
 def test_notebook_runs_in_quick_mode_under_papermill(path, tmp_path):
     import papermill
 
-    papermill.execute_notebook(str(path), str(tmp_path / path.name), parameters={"mode": "quick", "out_dir": str(tmp_path / "out")},
-                               cwd=str(path.parent.parent), kernel_name="python3", progress_bar=False)
+    papermill.execute_notebook(
+        str(path),
+        str(tmp_path / path.name),
+        parameters={"mode": "quick", "out_dir": str(tmp_path / "out")},
+        cwd=str(path.parent.parent),
+        kernel_name="python3",
+        progress_bar=False,
+    )
     assert any((tmp_path / "out").rglob("*.png")), "the notebook drew no figure"
 
 

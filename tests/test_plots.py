@@ -18,8 +18,14 @@ def test_image_grid_renders_to_png_with_verdict_marks(tmp_path):
     images = np.stack([world.render_prompt(p, i) for i, p in enumerate(prompts)])
     verdicts = [geneval.evaluate_image(x, p) for x, p in zip(images, prompts)]
     verdicts[1] = geneval.Verdict(False, "made wrong for the test")
-    fig = plots.image_grid(images, captions=[p.text for p in prompts], verdicts=verdicts, ncols=3, title="quick",
-                           stamp={"seed": 0, "commit": "abc1234"})
+    fig = plots.image_grid(
+        images,
+        captions=[p.text for p in prompts],
+        verdicts=verdicts,
+        ncols=3,
+        title="quick",
+        stamp={"seed": 0, "commit": "abc1234"},
+    )
     path = tmp_path / "grid.png"
     fig.savefig(path)
     with Image.open(path) as im:
@@ -69,7 +75,6 @@ def test_quick_mode_figures_are_marked_smoke_test_not_a_result():
     assert SMOKE_TEST in texts("quick") and SMOKE_TEST not in " ".join(texts("full"))
 
 
-
 def _best_of(n: int):
     from lab.judge import JudgeScores
     from lab.scaling import BestOfN, rank
@@ -112,13 +117,21 @@ def test_scaling_figures_are_drawn_from_the_experiment_metrics():
     from lab.experiments.scaling import figures
 
     curve = [{"n": n, "overall": 0.4 + 0.05 * n, "interval": [0.3, 0.6], "tasks": {}} for n in (1, 2)]
-    rel = {"overall": {"balanced_accuracy": 0.7, "auc": 0.8}, "tasks": {"counting": {"balanced_accuracy": 0.6, "auc": 0.7}},
-           "calibration": [{"p_mean": 0.2, "yes_rate": 0.3, "n": 4}]}
-    metrics = {"models": {"S": {"blocks": 8, "curves": {"judge": curve, "oracle": curve, "random": curve}}},
-               "steps_vs_candidates": {"model": "S", "steps": [{"steps": 5, "nfe": 10, "overall": 0.3}],
-                                       "candidates": [{"n": 1, "nfe": 40, "overall": 0.4}]},
-               "frontier": [{"model": "S", "n": 1, "blocks": 8, "seconds": 0.1, "overall": 0.4, "pareto": True}],
-               "reliability": {"held_out": rel}}
+    rel = {
+        "overall": {"balanced_accuracy": 0.7, "auc": 0.8},
+        "tasks": {"counting": {"balanced_accuracy": 0.6, "auc": 0.7}},
+        "calibration": [{"p_mean": 0.2, "yes_rate": 0.3, "n": 4}],
+    }
+    metrics = {
+        "models": {"S": {"blocks": 8, "curves": {"judge": curve, "oracle": curve, "random": curve}}},
+        "steps_vs_candidates": {
+            "model": "S",
+            "steps": [{"steps": 5, "nfe": 10, "overall": 0.3}],
+            "candidates": [{"n": 1, "nfe": 40, "overall": 0.4}],
+        },
+        "frontier": [{"model": "S", "n": 1, "blocks": 8, "seconds": 0.1, "overall": 0.4, "pareto": True}],
+        "reliability": {"held_out": rel},
+    }
     figs = figures(metrics, stamp={"mode": "test"})
     assert set(figs) == {"geneval_vs_n", "steps_vs_candidates", "frontier", "judge_reliability"}
     assert all(f is not None and f.axes for f in figs.values())

@@ -7,8 +7,13 @@ from lab.provenance import REPO_ROOT, portable, write_json
 
 
 def test_results_record_paths_inside_the_checkout_relative_to_it(tmp_path):
-    result = {"model": REPO_ROOT / "checkpoints" / "L", "runs": [str(REPO_ROOT / "runs" / "x")],
-              "outside": str(tmp_path), "note": "checkpoints/S", "n": 3}
+    result = {
+        "model": REPO_ROOT / "checkpoints" / "L",
+        "runs": [str(REPO_ROOT / "runs" / "x")],
+        "outside": str(tmp_path),
+        "note": "checkpoints/S",
+        "n": 3,
+    }
     written = json.loads(write_json(result, tmp_path / "r.json").read_text())
     assert written["model"] == str(Path("checkpoints", "L")) and written["runs"] == [str(Path("runs", "x"))]
     assert written["outside"] == str(tmp_path) and written["note"] == "checkpoints/S" and written["n"] == 3
@@ -75,7 +80,9 @@ def test_public_api_names_resolve_lazily():
     import subprocess
     import sys
 
-    code = "import sys, lab; assert 'torch' not in sys.modules; print(sorted(n for n in lab.__all__ if getattr(lab, n)))"
+    code = (
+        "import sys, lab; assert 'torch' not in sys.modules; print(sorted(n for n in lab.__all__ if getattr(lab, n)))"
+    )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     import lab

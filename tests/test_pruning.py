@@ -40,8 +40,13 @@ def forward(transformer, seed: int = 0) -> torch.Tensor:
     x = torch.randn(2, c.in_channels, c.sample_size, c.sample_size, generator=g)
     text = torch.randn(2, 5, c.caption_channels, generator=g)
     with torch.no_grad():
-        return transformer(x, encoder_hidden_states=text, encoder_attention_mask=torch.ones(2, 5, dtype=torch.long),
-                           timestep=torch.tensor([300.0, 700.0]), return_dict=False)[0]
+        return transformer(
+            x,
+            encoder_hidden_states=text,
+            encoder_attention_mask=torch.ones(2, 5, dtype=torch.long),
+            timestep=torch.tensor([300.0, 700.0]),
+            return_dict=False,
+        )[0]
 
 
 def table_of(mean) -> pruning.ImportanceTable:
@@ -54,13 +59,24 @@ def pipeline_reference(pipe, prompts, steps, guidance):
     per_call = {i: [] for i in range(len(pipe.transformer.transformer_blocks))}
     handles = []
     for i, block in enumerate(pipe.transformer.transformer_blocks):
+
         def hook(module, args, output, i=i):
             per_call[i].append(1 - F.cosine_similarity(args[0], output, dim=-1).mean().item())
+
         handles.append(block.register_forward_hook(hook))
     try:
-        pipe(prompt=prompts, generator=[torch.Generator().manual_seed(s) for s in range(len(prompts))],
-             num_inference_steps=steps, guidance_scale=guidance, height=64, width=64, output_type="latent",
-             use_resolution_binning=False, complex_human_instruction=None, max_sequence_length=16)
+        pipe(
+            prompt=prompts,
+            generator=[torch.Generator().manual_seed(s) for s in range(len(prompts))],
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            height=64,
+            width=64,
+            output_type="latent",
+            use_resolution_binning=False,
+            complex_human_instruction=None,
+            max_sequence_length=16,
+        )
     finally:
         for h in handles:
             h.remove()
@@ -107,7 +123,9 @@ def test_importance_costs_one_transformer_forward_per_batch_and_timestep(tiny_pi
 
     handles = [tiny_pipeline.transformer.register_forward_pre_hook(count_transformer)]
     for i, block in enumerate(tiny_pipeline.transformer.transformer_blocks):
-        handles.append(block.register_forward_pre_hook(lambda *_, i=i: calls["blocks"].__setitem__(i, calls["blocks"][i] + 1)))
+        handles.append(
+            block.register_forward_pre_hook(lambda *_, i=i: calls["blocks"].__setitem__(i, calls["blocks"][i] + 1))
+        )
     try:
         pruning.block_importance(tiny_pipeline, PROMPTS + PROMPTS[:2], timesteps=3, batch_size=2)  # 3 batches
     finally:
@@ -130,22 +148,32 @@ def test_importance_leaves_the_pipeline_weights_hooks_scheduler_and_global_rng_u
 
 def test_trace_follows_the_pipelines_sampling_trajectory_to_the_same_latents(tiny_pipeline):
     trace = pruning.trace_blocks(tiny_pipeline, PROMPTS, [5, 6, 7], timesteps=3, keep_predictions=True)
-    latents = tiny_pipeline(prompt=PROMPTS, generator=[torch.Generator().manual_seed(s) for s in (5, 6, 7)],
-                            num_inference_steps=3, height=64, width=64, output_type="latent",
-                            use_resolution_binning=False, complex_human_instruction=None,
-                            max_sequence_length=16).images
+    latents = tiny_pipeline(
+        prompt=PROMPTS,
+        generator=[torch.Generator().manual_seed(s) for s in (5, 6, 7)],
+        num_inference_steps=3,
+        height=64,
+        width=64,
+        output_type="latent",
+        use_resolution_binning=False,
+        complex_human_instruction=None,
+        max_sequence_length=16,
+    ).images
     assert torch.allclose(trace.latents, latents, atol=1e-6)
     assert trace.similarity.shape == (3, 2, 2, 3) and trace.predictions.shape == (3, *latents.shape)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(prompts=[]), "no calibration prompts"),
-    (dict(prompts="a photo of a red circle"), "list of prompts"),
-    (dict(prompts=["a photo of a red circle", "  "]), "prompt 1 is empty"),
-    (dict(branches="uncond"), "unknown branches 'uncond'"),
-    (dict(timesteps=0), "timesteps must be a positive"),
-    (dict(batch_size=0), "batch_size must be >= 1"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(prompts=[]), "no calibration prompts"),
+        (dict(prompts="a photo of a red circle"), "list of prompts"),
+        (dict(prompts=["a photo of a red circle", "  "]), "prompt 1 is empty"),
+        (dict(branches="uncond"), "unknown branches 'uncond'"),
+        (dict(timesteps=0), "timesteps must be a positive"),
+        (dict(batch_size=0), "batch_size must be >= 1"),
+    ],
+)
 def test_importance_rejects_bad_input_with_a_clear_message(tiny_pipeline, kwargs, message):
     args = {"prompts": PROMPTS, "timesteps": 2} | kwargs
     with pytest.raises(ValueError, match=message):
@@ -153,8 +181,14 @@ def test_importance_rejects_bad_input_with_a_clear_message(tiny_pipeline, kwargs
 
 
 def test_importance_table_survives_a_json_round_trip(tmp_path):
-    table = pruning.ImportanceTable(np.random.default_rng(0).random((5, 3)), [999.0, 666.0, 333.0], num_prompts=7,
-                                    branches="cond", source="L", prompts=["a photo of a circle"])
+    table = pruning.ImportanceTable(
+        np.random.default_rng(0).random((5, 3)),
+        [999.0, 666.0, 333.0],
+        num_prompts=7,
+        branches="cond",
+        source="L",
+        prompts=["a photo of a circle"],
+    )
     back = pruning.ImportanceTable.load(table.save(tmp_path / "imp.json"))
     assert np.allclose(back.values, table.values) and back.ranking() == table.ranking()
     assert (back.branches, back.num_prompts, back.source) == ("cond", 7, "L")
@@ -202,7 +236,9 @@ def test_prune_by_importance_keeps_the_most_important_blocks(deep_transformer):
     table = table_of([0.9, 0.1, 0.3, 0.05, 0.2, 0.8])
     assert pruning.select_blocks(6, 3, "importance", table) == [0, 2, 5]
     pruned = pruning.prune_depth(deep_transformer, 3, by="importance", importance=table)
-    assert torch.equal(pruned.transformer_blocks[1].scale_shift_table, deep_transformer.transformer_blocks[2].scale_shift_table)
+    assert torch.equal(
+        pruned.transformer_blocks[1].scale_shift_table, deep_transformer.transformer_blocks[2].scale_shift_table
+    )
 
 
 def test_naive_methods_drop_the_last_keep_evenly_spaced_or_seeded_random_blocks():
@@ -214,15 +250,18 @@ def test_naive_methods_drop_the_last_keep_evenly_spaced_or_seeded_random_blocks(
     assert a == b == sorted(a) and len(set(a)) == 12 and a != pruning.select_blocks(24, 12, "random", seed=2)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(depth=0), "depth 0 is not a valid pruned depth for a transformer of 6 blocks"),
-    (dict(depth=6), "expected an integer from 1 to 5"),
-    (dict(depth=-2), "depth -2"),
-    (dict(depth=2.5), "depth 2.5"),
-    (dict(by="magnitude"), "unknown pruning method 'magnitude'"),
-    (dict(by="importance", importance=None), "needs importance="),
-    (dict(by="importance", importance=table_of([0.1, 0.2, 0.3])), "table has 3 blocks but the transformer has 6"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(depth=0), "depth 0 is not a valid pruned depth for a transformer of 6 blocks"),
+        (dict(depth=6), "expected an integer from 1 to 5"),
+        (dict(depth=-2), "depth -2"),
+        (dict(depth=2.5), "depth 2.5"),
+        (dict(by="magnitude"), "unknown pruning method 'magnitude'"),
+        (dict(by="importance", importance=None), "needs importance="),
+        (dict(by="importance", importance=table_of([0.1, 0.2, 0.3])), "table has 3 blocks but the transformer has 6"),
+    ],
+)
 def test_prune_depth_rejects_bad_depth_method_and_a_table_from_another_model(deep_transformer, kwargs, message):
     args = {"depth": 3, "by": "importance", "importance": table_of(np.arange(6))} | kwargs
     with pytest.raises(ValueError, match=message):
@@ -269,10 +308,27 @@ def test_lab_prune_measures_prunes_saves_a_plain_diffusers_pipeline_and_fine_tun
     from diffusers import SanaPipeline
 
     cfg = tmp_path / "ft.yaml"
-    cfg.write_text("steps: 100\nbatch_size: 2\nwarmup_steps: 1\nmin_lr_ratio: 1.0\nema_decay: 0.0\ncheckpoint_every: 50\n")
+    cfg.write_text(
+        "steps: 100\nbatch_size: 2\nwarmup_steps: 1\nmin_lr_ratio: 1.0\nema_decay: 0.0\ncheckpoint_every: 50\n"
+    )
     out = tmp_path / "L-2"
-    cli.main(["prune", "--model", str(deep_pipeline_dir), "--depth", "2", "--timesteps", "2",
-              "--finetune-steps", "1", "--finetune-config", str(cfg), "--out", str(out)])
+    cli.main(
+        [
+            "prune",
+            "--model",
+            str(deep_pipeline_dir),
+            "--depth",
+            "2",
+            "--timesteps",
+            "2",
+            "--finetune-steps",
+            "1",
+            "--finetune-config",
+            str(cfg),
+            "--out",
+            str(out),
+        ]
+    )
     pruned = SanaPipeline.from_pretrained(out / "pruned")
     record = json.loads((out / "pruned" / pruning.PRUNING_RECORD).read_text())
     table = pruning.ImportanceTable.load(out / "importance.json")
@@ -281,11 +337,17 @@ def test_lab_prune_measures_prunes_saves_a_plain_diffusers_pipeline_and_fine_tun
     assert load_pipeline(out / "pipeline").transformer.config.num_layers == 2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--depth", "4"], "expected an integer from 1 to 3"),
-    (["--depth", "2", "--by", "middle"], "unknown pruning method 'middle'"),
-    (["--depth", "2", "--finetune-steps", "-1"], "argument --finetune-steps: -1 is out of range; expected an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--depth", "4"], "expected an integer from 1 to 3"),
+        (["--depth", "2", "--by", "middle"], "unknown pruning method 'middle'"),
+        (
+            ["--depth", "2", "--finetune-steps", "-1"],
+            "argument --finetune-steps: -1 is out of range; expected an integer >= 0",
+        ),
+    ],
+)
 def test_lab_prune_rejects_bad_arguments_before_any_work(deep_pipeline_dir, tmp_path, argv, message, run_lab):
     code, _, err = run_lab("prune", "--model", deep_pipeline_dir, "--out", tmp_path / "x", *argv)
     assert code == 2 and err.startswith("lab prune: error: ") and message in err and err.count("\n") == 1
@@ -309,13 +371,21 @@ def test_importance_figures_render_lines_per_timestep_and_a_heatmap():
 
 def metrics_of(scores: dict, unpruned: float, scratch: float | None = None) -> dict:
     rows = [{"method": m, "depth": d, "kept": [], "before": s - 0.1, "after": s} for (m, d), s in scores.items()]
-    return {"source": {"geneval": unpruned, "num_layers": 8}, "variants": rows,
-            "scratch": [] if scratch is None else [{"depth": 2, "score": scratch, "steps": 10}]}
+    return {
+        "source": {"geneval": unpruned, "num_layers": 8},
+        "variants": rows,
+        "scratch": [] if scratch is None else [{"depth": 2, "score": scratch, "steps": 10}],
+    }
 
 
 def test_summary_checks_importance_vs_naive_the_gap_at_moderate_depth_and_scratch():
-    scores = {("importance", 6): 0.58, ("last", 6): 0.5, ("random", 6): 0.55,
-              ("importance", 2): 0.40, ("last", 2): 0.42}
+    scores = {
+        ("importance", 6): 0.58,
+        ("last", 6): 0.5,
+        ("random", 6): 0.55,
+        ("importance", 2): 0.40,
+        ("last", 2): 0.42,
+    }
     s = experiment.summarize(metrics_of(scores, unpruned=0.60, scratch=0.35))
     assert s["importance_vs_naive"]["after"][6]["margin"] == pytest.approx(0.03)
     assert s["importance_vs_naive"]["before"][6]["margin"] == pytest.approx(0.03)  # before = after - 0.1 here
@@ -359,10 +429,16 @@ def test_a_given_scratch_model_must_have_the_compared_depth(deep_pipeline_dir, t
         experiment.run_scratch(deep_pipeline_dir, 2, tmp_path, cfg)
 
 
-def test_only_the_chosen_methods_are_fine_tuned_and_a_rerun_reuses_finished_scores(deep_pipeline_dir, tmp_path,
-                                                                                   monkeypatch):
-    cfg = quick(fractions=[1 / 2], methods=["importance", "last"], finetune_methods=["importance"], eval_prompt_limit=2,
-                finetune={"steps": 1, "batch_size": 2})
+def test_only_the_chosen_methods_are_fine_tuned_and_a_rerun_reuses_finished_scores(
+    deep_pipeline_dir, tmp_path, monkeypatch
+):
+    cfg = quick(
+        fractions=[1 / 2],
+        methods=["importance", "last"],
+        finetune_methods=["importance"],
+        eval_prompt_limit=2,
+        finetune={"steps": 1, "batch_size": 2},
+    )
     rows = experiment.run_variants(deep_pipeline_dir, table_of([0.1, 0.9, 0.2, 0.8]), tmp_path, cfg)
     by = {r["method"]: r for r in rows}
     assert by["importance"]["kept"] == [1, 3] and by["last"]["kept"] == [0, 1]

@@ -18,7 +18,9 @@ from lab.reproduce import RECORD, REPORTS, Notebook, ReproduceError
 
 def _notebook(path, *cells: str) -> str:
     """A notebook file: a `parameters` cell (mode, out_dir), then `cells`."""
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     params = nbformat.v4.new_code_cell('mode = "quick"\nout_dir = ""')
     params.metadata["tags"] = ["parameters"]
     nb.cells = [params] + [nbformat.v4.new_code_cell(c) for c in cells]
@@ -28,6 +30,7 @@ def _notebook(path, *cells: str) -> str:
 
 def _fake_execute(calls: list):
     """Stands in for papermill: records the call and writes the executed copy."""
+
     def execute(nb, mode, folder):
         calls.append(nb.name)
         (Path(folder) / f"{nb.name}.ipynb").parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +86,9 @@ def test_a_changed_notebook_or_checkpoint_reruns_only_what_it_feeds(tmp_path, mo
     ckpt.mkdir()
     (ckpt / "weights.bin").write_bytes(b"v1")
     first, second = _notebook(tmp_path / "a.ipynb", "1"), _notebook(tmp_path / "b.ipynb", "2")
-    monkeypatch.setattr(reproduce, "REGISTRY", {"a": Notebook("a", first, "-"), "b": Notebook("b", second, "-", ("a",), (str(ckpt),))})
+    monkeypatch.setattr(
+        reproduce, "REGISTRY", {"a": Notebook("a", first, "-"), "b": Notebook("b", second, "-", ("a",), (str(ckpt),))}
+    )
     calls: list = []
     monkeypatch.setattr(reproduce, "execute", _fake_execute(calls))
     run = lambda: reproduce.reproduce("quick", None, tmp_path / "out", progress=False)  # noqa: E731
@@ -98,10 +103,15 @@ def test_a_changed_notebook_or_checkpoint_reruns_only_what_it_feeds(tmp_path, mo
 def test_a_failing_notebook_names_itself_and_its_cell_and_keeps_earlier_results(tmp_path, monkeypatch):
     good = _notebook(tmp_path / "good.ipynb", "from pathlib import Path\nPath(out_dir, 'result.txt').write_text('ok')")
     bad = _notebook(tmp_path / "bad.ipynb", "x = 1", "raise ValueError('boom')")
-    monkeypatch.setattr(reproduce, "REGISTRY", {"good": Notebook("good", good, "-"), "bad": Notebook("bad", bad, "-", ("good",))})
+    monkeypatch.setattr(
+        reproduce, "REGISTRY", {"good": Notebook("good", good, "-"), "bad": Notebook("bad", bad, "-", ("good",))}
+    )
     out = tmp_path / "out"
-    with pytest.raises(ReproduceError, match=r"notebook bad failed in cell \d+ \("
-                                             r"\"raise ValueError\('boom'\)\"\): ValueError: boom") as error:
+    with pytest.raises(
+        ReproduceError,
+        match=r"notebook bad failed in cell \d+ \("
+        r"\"raise ValueError\('boom'\)\"\): ValueError: boom",
+    ) as error:
         reproduce.reproduce("quick", None, out, progress=False)
     assert "\n" not in str(error.value)
     assert (out / "good" / "result.txt").read_text() == "ok" and (out / "good" / RECORD).is_file()
@@ -110,10 +120,19 @@ def test_a_failing_notebook_names_itself_and_its_cell_and_keeps_earlier_results(
 
 
 def test_workers_run_notebooks_in_separate_processes_after_their_dependencies(tmp_path, monkeypatch):
-    stamp = "import os, time\nfrom pathlib import Path\nPath(out_dir, 'stamp').write_text(f'{os.getppid()} {time.time()}')"
+    stamp = (
+        "import os, time\nfrom pathlib import Path\nPath(out_dir, 'stamp').write_text(f'{os.getppid()} {time.time()}')"
+    )
     paths = {n: _notebook(tmp_path / f"{n}.ipynb", stamp) for n in "abc"}
-    monkeypatch.setattr(reproduce, "REGISTRY", {"a": Notebook("a", paths["a"], "-"), "b": Notebook("b", paths["b"], "-"),
-                                                "c": Notebook("c", paths["c"], "-", ("a", "b"))})
+    monkeypatch.setattr(
+        reproduce,
+        "REGISTRY",
+        {
+            "a": Notebook("a", paths["a"], "-"),
+            "b": Notebook("b", paths["b"], "-"),
+            "c": Notebook("c", paths["c"], "-", ("a", "b")),
+        },
+    )
     out = tmp_path / "out"
     assert reproduce.reproduce("quick", None, out, workers=2, progress=False) == {"a": "ran", "b": "ran", "c": "ran"}
     parent, started = zip(*((int(p), float(t)) for p, t in ((out / n / "stamp").read_text().split() for n in "abc")))
@@ -131,7 +150,9 @@ def test_full_mode_names_a_missing_checkpoint_before_running(tmp_path, monkeypat
 def test_index_says_not_run_yet_for_an_experiment_without_metrics(tmp_path):
     shutil.copytree(REPORTS / "pruning", tmp_path / "pruning")
     text = report_index.index_markdown(tmp_path)
-    assert "| 18 | importance | 0,1,2,3,4,5,6,7,11,15,16,17,18,19,20,21,22,23 | 0.521 | -0.014 | 0.490 | -0.045 |" in text
+    assert (
+        "| 18 | importance | 0,1,2,3,4,5,6,7,11,15,16,17,18,19,20,21,22,23 | 0.521 | -0.014 | 0.490 | -0.045 |" in text
+    )
     assert "![pruning_curves](pruning/pruning_curves.png)" in text
     for name in set(reproduce.REGISTRY) - {"pruning"}:
         assert f"Not run yet: no `{name}/" in text
@@ -139,7 +160,9 @@ def test_index_says_not_run_yet_for_an_experiment_without_metrics(tmp_path):
 
 def test_committed_reports_index_is_generated_from_the_committed_metrics():
     committed = (REPORTS / report_index.INDEX).read_text()
-    assert committed == report_index.index_markdown(REPORTS), "reports/README.md is stale: run `lab reproduce --index-only`"
+    assert committed == report_index.index_markdown(REPORTS), (
+        "reports/README.md is stale: run `lab reproduce --index-only`"
+    )
 
 
 def test_main_readme_links_the_reports_index():

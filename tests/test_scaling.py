@@ -64,14 +64,18 @@ def test_best_of_n_judges_each_candidate_exactly_once(tiny_pipeline):
 
 
 def test_candidate_is_the_same_image_alone_or_in_a_batch(tiny_pipeline):
-    batched = best_of_n(tiny_pipeline, "a photo of a circle", 3, OracleJudge(), seed=7, sampler=SamplerConfig(steps=2, batch_size=3))
+    batched = best_of_n(
+        tiny_pipeline, "a photo of a circle", 3, OracleJudge(), seed=7, sampler=SamplerConfig(steps=2, batch_size=3)
+    )
     alone = best_of_n(tiny_pipeline, "a photo of a circle", 1, OracleJudge(), seed=9, sampler=FAST)
     np.testing.assert_array_equal(batched.images[2], alone.images[0])  # candidate 2 of seed 7 is seed 9
 
 
 def test_streamed_best_of_n_grows_by_batch_then_ranks(tiny_pipeline):
-    snapshots = [(len(r.images), r.done) for r in best_of_n_steps(tiny_pipeline, "a photo of a circle", 5, OracleJudge(),
-                                                                   sampler=FAST)]
+    snapshots = [
+        (len(r.images), r.done)
+        for r in best_of_n_steps(tiny_pipeline, "a photo of a circle", 5, OracleJudge(), sampler=FAST)
+    ]
     assert snapshots == [(2, False), (4, False), (5, False), (5, True)]
 
 
@@ -92,10 +96,32 @@ def test_two_processes_split_the_candidates_and_agree(tiny_pipeline_dir, tiny_pi
     worker = Path(__file__).with_name("scaling_worker.py")
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     # as in test_train: `--multi_gpu` starts two processes; they join over gloo on a CPU machine
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-                        "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no", "--dynamo_backend", "no", str(worker),
-                        str(tiny_pipeline_dir), str(tmp_path)],
-                       capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(free_port()),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(worker),
+            str(tiny_pipeline_dir),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     single = best_of_n(tiny_pipeline, "a photo of a circle", 5, OracleJudge(), seed=3, sampler=FAST)

@@ -19,8 +19,16 @@ from lab.train import FlowConfig, TrainConfig, flow_matching_loss, sample_sigmas
 
 
 def tiny_config(vae_dir, **kw):
-    base = dict(size="tiny", vae=str(vae_dir), steps=4, batch_size=4, warmup_steps=1, checkpoint_every=2,
-                ema_decay=0.9, text_max_length=16)
+    base = dict(
+        size="tiny",
+        vae=str(vae_dir),
+        steps=4,
+        batch_size=4,
+        warmup_steps=1,
+        checkpoint_every=2,
+        ema_decay=0.9,
+        text_max_length=16,
+    )
     return TrainConfig(**(base | kw))
 
 
@@ -28,7 +36,9 @@ def transformer_weights(run):
     return load_pipeline(Path(run) / "pipeline").transformer.state_dict()
 
 
-def test_interrupted_and_resumed_run_gives_the_same_weights_as_an_uninterrupted_one(tiny_vae_dir, tmp_path, monkeypatch):
+def test_interrupted_and_resumed_run_gives_the_same_weights_as_an_uninterrupted_one(
+    tiny_vae_dir, tmp_path, monkeypatch
+):
     cfg = tiny_config(tiny_vae_dir)
     train(cfg, tmp_path / "straight", progress=False)
 
@@ -109,9 +119,22 @@ def test_flow_matching_loss_is_zero_for_a_perfect_velocity_predictor():
 def test_ctrl_c_saves_a_checkpoint_at_a_step_boundary(tiny_vae_dir, tmp_path, workers):
     cfg = tiny_config(tiny_vae_dir, steps=10_000, checkpoint_every=10_000, data_workers=workers)
     (tmp_path / "cfg.yaml").write_text(json.dumps({k: v for k, v in cfg.__dict__.items()}))
-    proc = subprocess.Popen([sys.executable, "-m", "lab.cli", "train", "--config", str(tmp_path / "cfg.yaml"),
-                             "--out", str(tmp_path / "run")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "lab.cli",
+            "train",
+            "--config",
+            str(tmp_path / "cfg.yaml"),
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     log = tmp_path / "run" / "train_log.jsonl"
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
@@ -128,9 +151,32 @@ def test_two_process_ddp_keeps_ranks_in_agreement(tiny_vae_dir, tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     # `accelerate launch --cpu` starts a single process in accelerate 1.x; `--multi_gpu` starts two
     # through torchrun, and the trainer's Accelerator(cpu=True) joins them over gloo on a CPU box.
-    r = subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1", "--main_process_port", str(free_port()),
-                        "--mixed_precision", "no", "--dynamo_backend", "no", str(worker), str(tiny_vae_dir), str(tmp_path)],
-                       capture_output=True, text=True, timeout=600, env=env, cwd=Path(__file__).parent.parent)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--multi_gpu",
+            "--num_processes",
+            "2",
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(free_port()),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(worker),
+            str(tiny_vae_dir),
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=Path(__file__).parent.parent,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     digests = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert digests[0]["world_size"] == digests[1]["world_size"] == 2
@@ -155,7 +201,8 @@ def test_trainer_runs_and_resumes_with_every_optimizer(tiny_vae_dir, tmp_path, o
 
 
 def test_callbacks_fire_at_their_steps_and_change_nothing_and_a_resumed_run_evaluates_the_same_weights(
-        tiny_vae_dir, tmp_path, monkeypatch):
+    tiny_vae_dir, tmp_path, monkeypatch
+):
     from lab import world
     from lab.train import TrainCallbacks
 
@@ -166,9 +213,12 @@ def test_callbacks_fire_at_their_steps_and_change_nothing_and_a_resumed_run_eval
             assert not pipe.transformer.training  # evaluated in eval mode
             seen["evaluate"][step] = {k: v.clone() for k, v in pipe.transformer.state_dict().items()}
 
-        return TrainCallbacks(on_step=lambda step, rec: seen["step"].append((step, rec["step"])),
-                              on_checkpoint=lambda step, path: seen["checkpoint"].append((step, path.name)),
-                              evaluate=evaluate, evaluate_every=2)
+        return TrainCallbacks(
+            on_step=lambda step, rec: seen["step"].append((step, rec["step"])),
+            on_checkpoint=lambda step, path: seen["checkpoint"].append((step, path.name)),
+            evaluate=evaluate,
+            evaluate_every=2,
+        )
 
     hooked = {"step": [], "checkpoint": [], "evaluate": {}}
     train(cfg, tmp_path / "hooked", progress=False, callbacks=watch(hooked))
@@ -228,7 +278,9 @@ def test_training_step_clips_only_when_asked_and_drops_captions_only_from_prompt
     with pytest.raises(ValueError, match="caption_dropout=0.1 needs the prompts"):
         training_step(model, opt, latents, text, torch.Generator(), caption_dropout=0.1)
     g = torch.Generator().manual_seed(0)
-    assert drop_captions(["a", "b"], 0.0, g) == ["a", "b"] and torch.equal(g.get_state(), torch.Generator().manual_seed(0).get_state())
+    assert drop_captions(["a", "b"], 0.0, g) == ["a", "b"] and torch.equal(
+        g.get_state(), torch.Generator().manual_seed(0).get_state()
+    )
     assert drop_captions(["a"] * 1000, 0.1, g).count("") in range(60, 140)
 
 
@@ -237,4 +289,6 @@ def test_benchmarks_and_the_came8bit_experiment_train_with_the_trainers_step():
     from lab.experiments import came8bit
     from lab.train import training_step
 
-    assert bench_train.training_step is training_step and came8bit.training_step is training_step  # bench optim: came8bit.step
+    assert (
+        bench_train.training_step is training_step and came8bit.training_step is training_step
+    )  # bench optim: came8bit.step

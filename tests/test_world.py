@@ -65,7 +65,9 @@ def test_scenes_satisfy_their_prompts(source):
         objects = world.sample_scene(prompt, seed=i).objects
         # exactly the required objects: the counts, and the colours where named
         wanted = sorted((r.cls, r.color) for r in prompt.include for _ in range(r.count))
-        got = sorted((o.shape, o.color if any(r.color for r in prompt.include if r.cls == o.shape) else None) for o in objects)
+        got = sorted(
+            (o.shape, o.color if any(r.color for r in prompt.include if r.cls == o.shape) else None) for o in objects
+        )
         assert got == wanted, prompt.text
         for o in objects:  # inside the image, with the border kept
             x0, y0, x1, y1 = o.box
@@ -132,15 +134,21 @@ def test_training_sampler_cannot_emit_a_novel_pair_by_construction():
             assert all(not _named_pairs(p) & NOVEL_PAIRS for p in world._prompt_pool(task))
     # (2) color_attr: drive the rejection loop through all 4*3 class and 8*7 colour draws in turn;
     # each draw naming a held-out pair is rejected and the next one returned
-    draws = [(ab, cc) for ab in itertools.permutations(range(len(SHAPES)), 2)
-             for cc in itertools.permutations(range(len(COLORS)), 2)]
+    draws = [
+        (ab, cc)
+        for ab in itertools.permutations(range(len(SHAPES)), 2)
+        for cc in itertools.permutations(range(len(COLORS)), 2)
+    ]
     names = list(COLORS)
     for start in range(len(draws)):
         script = draws[start:]
         choices = [x for ab, cc in script for x in (ab, cc)]
         p = world.sample_training_prompt(_ScriptedRng([TASKS.index("color_attr")], choices))
-        first_ok = next((ab, cc) for ab, cc in script
-                        if not {(names[cc[0]], SHAPES[ab[0]]), (names[cc[1]], SHAPES[ab[1]])} & NOVEL_PAIRS)
+        first_ok = next(
+            (ab, cc)
+            for ab, cc in script
+            if not {(names[cc[0]], SHAPES[ab[0]]), (names[cc[1]], SHAPES[ab[1]])} & NOVEL_PAIRS
+        )
         (a, b), (c1, c2) = first_ok
         assert p == world.make_prompt("color_attr", (SHAPES[a], SHAPES[b]), (names[c1], names[c2]))
     # (3) colours the prompt leaves free: every value _free_color can return, for each shape
@@ -164,8 +172,11 @@ def test_novel_split_names_only_held_out_pairs():
 def test_full_set_has_genevals_per_task_counts():
     full = world.load_prompts("full")
     assert len(full) == 553
-    assert {t: sum(p.task == t for p in full) for t in TASKS} == GENEVAL_COUNTS == {
-        "single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100, "color_attr": 100}
+    assert (
+        {t: sum(p.task == t for p in full) for t in TASKS}
+        == GENEVAL_COUNTS
+        == {"single_object": 80, "two_object": 99, "counting": 80, "colors": 94, "position": 100, "color_attr": 100}
+    )
 
 
 def test_quick_set_has_twenty_per_task_drawn_from_full():
@@ -200,7 +211,7 @@ def test_parse_prompt_rejects_known_words_in_no_template():
 def test_malformed_prompt_file_names_file_and_line(tmp_path):
     path = tmp_path / "bad.jsonl"
     good = json.dumps(world.parse_prompt("a photo of a circle").to_json())
-    path.write_text(f"{good}\n{good}\n{{\"tag\": \"colors\", \"prompt\": \"x\"}}\n")
+    path.write_text(f'{good}\n{good}\n{{"tag": "colors", "prompt": "x"}}\n')
     with pytest.raises(ValueError, match=rf"{path}:3: malformed prompt entry"):
         world.load_prompts(str(path))
     path.write_text(f"{good}\nnot json\n")
@@ -219,7 +230,11 @@ def test_benchmark_writes_scenes_per_second(tmp_path):
     out = tmp_path / "world.json"
     bench.main(["--n", "100", "--out", str(out)])
     data = json.loads(out.read_text())
-    assert data["scenes_per_s"] > 0 and set(data["stages_per_s"]) == {"sample_training_prompt", "sample_scene", "render"}
+    assert data["scenes_per_s"] > 0 and set(data["stages_per_s"]) == {
+        "sample_training_prompt",
+        "sample_scene",
+        "render",
+    }
 
 
 # ---------------------------------------------------------------- the prompt language people type
@@ -260,7 +275,10 @@ def test_colours_in_counts_and_positions_reach_the_requirements():
     count = world.parse_prompt("a photo of two red circles")
     assert count.task == "counting" and count.include == (world.Requirement("circle", 2, "red"),)
     pos = world.parse_prompt("a red circle left of a blue square")
-    assert pos.include == (world.Requirement("square", 1, "blue"), world.Requirement("circle", 1, "red", ("left of", 0)))
+    assert pos.include == (
+        world.Requirement("square", 1, "blue"),
+        world.Requirement("circle", 1, "red", ("left of", 0)),
+    )
 
 
 def test_a_wrong_colour_fails_a_coloured_count():
@@ -283,6 +301,13 @@ def test_stored_prompt_sets_keep_genevals_templates():
 
 def test_training_distribution_is_what_the_training_sampler_draws():
     assert all(world.in_training_distribution(p.text) for p in _training_prompts(300))
-    outside = ["two red circles", "a photo of two red circles", "a photo of a red circle left of a blue square",
-               "a photo of a purple circle", "a photo of a orange circle", "a photo of a teal circle", ""]
+    outside = [
+        "two red circles",
+        "a photo of two red circles",
+        "a photo of a red circle left of a blue square",
+        "a photo of a purple circle",
+        "a photo of a orange circle",
+        "a photo of a teal circle",
+        "",
+    ]
     assert not any(world.in_training_distribution(t) for t in outside)

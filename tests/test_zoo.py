@@ -11,12 +11,22 @@ from lab.zoo import export_run, rescore, training_cost
 
 
 def test_export_writes_a_loadable_pipeline_with_card_log_and_geneval(tiny_vae_dir, tmp_path):
-    train(TrainConfig(size="tiny", vae=str(tiny_vae_dir), steps=2, batch_size=2, warmup_steps=1), tmp_path / "run",
-          progress=False)
+    train(
+        TrainConfig(size="tiny", vae=str(tiny_vae_dir), steps=2, batch_size=2, warmup_steps=1),
+        tmp_path / "run",
+        progress=False,
+    )
     prompts = tmp_path / "two.jsonl"
     world.write_prompts(world.load_prompts("quick")[:2], prompts)
-    scores = export_run(tmp_path / "run", tmp_path / "zoo" / "T", "T", "A test model.", "lab train ...",
-                        prompt_sets=(str(prompts),), images_per_prompt=1)
+    scores = export_run(
+        tmp_path / "run",
+        tmp_path / "zoo" / "T",
+        "T",
+        "A test model.",
+        "lab train ...",
+        prompt_sets=(str(prompts),),
+        images_per_prompt=1,
+    )
     dest = tmp_path / "zoo" / "T"
     assert load_pipeline(dest).transformer.config.num_layers == 2
     card = (dest / "README.md").read_text()
@@ -27,7 +37,10 @@ def test_export_writes_a_loadable_pipeline_with_card_log_and_geneval(tiny_vae_di
     assert "95% interval" in card
     # re-scoring rewrites the verdicts and the card's table, naming the score it replaces
     rescored = rescore(dest, prompt_sets=(str(prompts),), images_per_prompt=2)
-    assert rescored["two"]["before"] == scores["two"] and json.loads((dest / "geneval_two.json").read_text())["n_images"] == 4
+    assert (
+        rescored["two"]["before"] == scores["two"]
+        and json.loads((dest / "geneval_two.json").read_text())["n_images"] == 4
+    )
     card = (dest / "README.md").read_text()
     assert "Before re-scoring: two" in card and "lab train ..." in card and "2 images per prompt" in card
 

@@ -22,8 +22,14 @@ CROSS_ARM = 0.35  # the world's cross: arm half-width / half-size
 THICK_ARM = 0.65  # a "thick plus": arms much wider than the world's cross
 MIN_SIZE, MAX_SIZE = 14.0, 22.0  # box sides, pixels (the world's range)
 BORDER = 2.0  # pixels between an object's box and the image edge
-ODD_SHAPES = ("square rotated 15", "square rotated 30", "square rotated 45", "X cross", "thick plus",
-              "upside-down triangle")
+ODD_SHAPES = (
+    "square rotated 15",
+    "square rotated 30",
+    "square rotated 45",
+    "X cross",
+    "thick plus",
+    "upside-down triangle",
+)
 JUNK_KINDS = ("gaussian noise", "blurred noise", "uniform frame")
 NOISE_SIGMAS = (0.1, 0.25, 0.5)  # per-channel std of noise frames around grey 0.5
 NOISE_BLURS = (1.0, 2.0, 3.0)  # pixels; blurred noise is stretched back to the noise's contrast
@@ -86,7 +92,9 @@ def _box(cx: float, cy: float, size: float) -> tuple:
     return (cx - size / 2, cy - size / 2, cx + size / 2, cy + size / 2)
 
 
-def _group(n: int, gap: float, rng: np.random.Generator, max_tries: int = 500) -> list[tuple[float, float, float]] | None:
+def _group(
+    n: int, gap: float, rng: np.random.Generator, max_tries: int = 500
+) -> list[tuple[float, float, float]] | None:
     """`n` boxes (cx, cy, size), each placed `gap` pixels beside an earlier one (left/right/above/below,
     offset along the other axis by up to NEIGHBOUR_OFFSET of a side) and at least `gap` from all the others."""
     lo, hi = BORDER, IMAGE_SIZE - BORDER
@@ -100,9 +108,20 @@ def _group(n: int, gap: float, rng: np.random.Generator, max_tries: int = 500) -
                 along = (s0 + s) / 2 + gap
                 side = rng.integers(4)
                 off = rng.uniform(-NEIGHBOUR_OFFSET, NEIGHBOUR_OFFSET) * min(s, s0)
-                cx, cy = [(cx0 - along, cy0 + off), (cx0 + along, cy0 + off), (cx0 + off, cy0 - along), (cx0 + off, cy0 + along)][side]
+                cx, cy = [
+                    (cx0 - along, cy0 + off),
+                    (cx0 + along, cy0 + off),
+                    (cx0 + off, cy0 - along),
+                    (cx0 + off, cy0 + along),
+                ][side]
                 b = _box(cx, cy, s)
-                if b[0] >= lo and b[1] >= lo and b[2] <= hi and b[3] <= hi and all(_apart(b, _box(*p), gap) for p in placed):
+                if (
+                    b[0] >= lo
+                    and b[1] >= lo
+                    and b[2] <= hi
+                    and b[3] <= hi
+                    and all(_apart(b, _box(*p), gap) for p in placed)
+                ):
                     placed.append((cx, cy, s))
                     break
             else:
@@ -131,7 +150,11 @@ def touching_cases(gap: float, n: int, rng: np.random.Generator) -> list[tuple[n
         else:
             shape = SHAPES[rng.integers(len(SHAPES))]
             same = rng.random() < 0.5
-            cols = [colors[rng.integers(len(colors))]] * k if same else [colors[i] for i in rng.integers(len(colors), size=k)]
+            cols = (
+                [colors[rng.integers(len(colors))]] * k
+                if same
+                else [colors[i] for i in rng.integers(len(colors), size=k)]
+            )
             shapes = [shape] * k
             prompt = make_prompt("counting", (shape,), count=k)
         out.append((draw([(s, c, cx, cy, size) for s, c, (cx, cy, size) in zip(shapes, cols, boxes)]), prompt))

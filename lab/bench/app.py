@@ -33,10 +33,26 @@ from lab.sampling import SamplerConfig
 STARTUP_TIMEOUT_S = 300  # loading torch, diffusers and the first model on a busy CPU
 READY_TIMEOUT_S = 30  # one page request while the server starts (a busy CPU serves it slowly)
 POLL_S = 0.02  # how often a client looks for new outputs or its queue position
-FULL = {"clients": 20, "n": 4, "steps": SamplerConfig.steps, "best_of": 16, "best_of_repeats": 3, "depth_n": 8, "depth_repeats": 3,
-        "deadline_s": 900}
-QUICK = {"clients": 3, "n": 2, "steps": 2, "best_of": 4, "best_of_repeats": 1, "depth_n": 2, "depth_repeats": 1,
-         "deadline_s": 300}
+FULL = {
+    "clients": 20,
+    "n": 4,
+    "steps": SamplerConfig.steps,
+    "best_of": 16,
+    "best_of_repeats": 3,
+    "depth_n": 8,
+    "depth_repeats": 3,
+    "deadline_s": 900,
+}
+QUICK = {
+    "clients": 3,
+    "n": 2,
+    "steps": 2,
+    "best_of": 4,
+    "best_of_repeats": 1,
+    "depth_n": 2,
+    "depth_repeats": 1,
+    "deadline_s": 300,
+}
 GOALS = {"best_of_16_s": 12.0, "first_candidate_s": 2.0, "depth_time_ratio_over_block_ratio": "t(d/2)/t(d) <= 1"}
 PERCENTILE_95 = 0.95
 JUDGE_SIZE = "lab"  # lab.judge_train.JUDGE_SIZES entry of the judge the app ships with
@@ -74,10 +90,23 @@ class Server:
     def __init__(self, models: list[str], judge: str | None, log: Path):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
-        cmd = [sys.executable, str(REPO_ROOT / "app.py"), "--host", "127.0.0.1", "--port", str(self.port), "--models", *models]
+        cmd = [
+            sys.executable,
+            str(REPO_ROOT / "app.py"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--models",
+            *models,
+        ]
         if judge:
             cmd += ["--judge", judge]
-        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        env = {
+            **os.environ,
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+        }
         self._log = open(log, "w")  # noqa: SIM115 (closed in stop)
         self.process = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=REPO_ROOT)
 
@@ -107,7 +136,9 @@ def timed_run(client, prompt: str, model: str, depth: int, n: int, steps: int, j
     """One best-of-N through the API: seconds to the first streamed candidates and to the end, the
     longest queue seen, and the run's own compute figures."""
     start = time.perf_counter()
-    job = client.submit(prompt, model, depth, n, steps, SamplerConfig.guidance_scale, seed, judge, api_name="/best_of_n")
+    job = client.submit(
+        prompt, model, depth, n, steps, SamplerConfig.guidance_scale, seed, judge, api_name="/best_of_n"
+    )
     first, queue = None, 0
     while not job.done():
         status = job.status()
@@ -118,9 +149,17 @@ def timed_run(client, prompt: str, model: str, depth: int, n: int, steps: int, j
     outputs = job.result()
     end = time.perf_counter() - start
     summary = outputs[-1]
-    return {"seconds": end, "first_candidate_s": first if first is not None else end, "max_queue_seen": queue,
-            "candidates": len(outputs[0]), "compute_s": summary["seconds"], "blocks": summary["blocks"],
-            "model_calls": summary["model_calls"], "judge_calls": summary["judge_calls"], "judge": summary["judge"]}
+    return {
+        "seconds": end,
+        "first_candidate_s": first if first is not None else end,
+        "max_queue_seen": queue,
+        "candidates": len(outputs[0]),
+        "compute_s": summary["seconds"],
+        "blocks": summary["blocks"],
+        "model_calls": summary["model_calls"],
+        "judge_calls": summary["judge_calls"],
+        "judge": summary["judge"],
+    }
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -150,11 +189,23 @@ def load_test(url: str, clients: int, deadline_s: float, **run) -> dict:
     done = [r for r in results if r is not None]
     unfinished = clients - len(done) - len(errors)
     latencies = [r["seconds"] for r in done]
-    return {"clients": clients, "completed": len(done), "errors": len(errors) + unfinished, "error_messages": errors[:5],
-            "unfinished_at_deadline": unfinished, "wall_s": wall, "deadline_s": deadline_s,
-            "latency_s": {"p50": percentile(latencies, 0.5), "p95": percentile(latencies, PERCENTILE_95),
-                          "max": max(latencies)} if latencies else {},
-            "max_queue_seen": max((r["max_queue_seen"] for r in done), default=0)}
+    return {
+        "clients": clients,
+        "completed": len(done),
+        "errors": len(errors) + unfinished,
+        "error_messages": errors[:5],
+        "unfinished_at_deadline": unfinished,
+        "wall_s": wall,
+        "deadline_s": deadline_s,
+        "latency_s": {
+            "p50": percentile(latencies, 0.5),
+            "p95": percentile(latencies, PERCENTILE_95),
+            "max": max(latencies),
+        }
+        if latencies
+        else {},
+        "max_queue_seen": max((r["max_queue_seen"] for r in done), default=0),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,8 +232,10 @@ def main(argv: list[str] | None = None) -> None:
     judge_note = None
     if args.judge is None and not repo_path(DEFAULT_JUDGE).is_dir():
         args.judge = str(untrained_judge(scratch / "judge"))
-        judge_note = (f"{DEFAULT_JUDGE} is missing: timed with an untrained judge of the lab's size "
-                      f"({JUDGE_SIZE!r}), which costs the same per image as the trained one")
+        judge_note = (
+            f"{DEFAULT_JUDGE} is missing: timed with an untrained judge of the lab's size "
+            f"({JUDGE_SIZE!r}), which costs the same per image as the trained one"
+        )
     load_start = os.getloadavg()[0]  # other work on the machine slows every figure here
     server = Server(args.models, args.judge, scratch / "server.log")
     try:
@@ -198,14 +251,27 @@ def main(argv: list[str] | None = None) -> None:
         depth_of = {name: (span[1] if span else slider[1]) for name, span in spans.items()}
         run = {"prompt": args.prompt, "steps": steps, "judge": judge_choice}
         timed_run(client, model=first, depth=depth_of[first], n=plan["n"], **run)  # warm-up
-        best = [timed_run(client, model=first, depth=depth_of[first], n=plan["best_of"], **run)
-                for _ in range(plan["best_of_repeats"])]
-        result = {"startup_s": startup, "plan": plan, "models": args.models, "judge": best[0]["judge"],
-                  "judge_note": judge_note,
-                  "queue_max_size": app.QUEUE_MAX, "goals": GOALS,
-                  "best_of_n": {"model": first, "n": plan["best_of"], "steps": steps, "runs": best,
-                                "seconds": statistics.median(r["seconds"] for r in best),
-                                "first_candidate_s": statistics.median(r["first_candidate_s"] for r in best)}}
+        best = [
+            timed_run(client, model=first, depth=depth_of[first], n=plan["best_of"], **run)
+            for _ in range(plan["best_of_repeats"])
+        ]
+        result = {
+            "startup_s": startup,
+            "plan": plan,
+            "models": args.models,
+            "judge": best[0]["judge"],
+            "judge_note": judge_note,
+            "queue_max_size": app.QUEUE_MAX,
+            "goals": GOALS,
+            "best_of_n": {
+                "model": first,
+                "n": plan["best_of"],
+                "steps": steps,
+                "runs": best,
+                "seconds": statistics.median(r["seconds"] for r in best),
+                "first_candidate_s": statistics.median(r["first_candidate_s"] for r in best),
+            },
+        }
         if prunable:
             full = spans[prunable][1]
             half = max(1, full // 2)
@@ -217,31 +283,44 @@ def main(argv: list[str] | None = None) -> None:
                     rows[depth].append(timed_run(client, model=prunable, depth=depth, n=plan["depth_n"], **run))
             gen = {d: statistics.median(r["compute_s"]["generate"] for r in runs) for d, runs in rows.items()}
             end = {d: statistics.median(r["seconds"] for r in runs) for d, runs in rows.items()}
-            result["depth"] = {"model": prunable, "n": plan["depth_n"], "runs": {str(d): r for d, r in rows.items()},
-                               "generate_s": {str(d): s for d, s in gen.items()},
-                               "time_ratio": gen[half] / gen[full], "block_ratio": half / full,
-                               "end_to_end_ratio": end[half] / end[full]}
+            result["depth"] = {
+                "model": prunable,
+                "n": plan["depth_n"],
+                "runs": {str(d): r for d, r in rows.items()},
+                "generate_s": {str(d): s for d, s in gen.items()},
+                "time_ratio": gen[half] / gen[full],
+                "block_ratio": half / full,
+                "end_to_end_ratio": end[half] / end[full],
+            }
         before = rss_mb(server.process.pid)
-        result["load"] = load_test(server.url, plan["clients"], plan["deadline_s"], model=first,
-                                   depth=depth_of[first], n=plan["n"], **run) | {"queue_max_size": app.QUEUE_MAX,
-                                                                                "n": plan["n"], "steps": steps}
+        result["load"] = load_test(
+            server.url, plan["clients"], plan["deadline_s"], model=first, depth=depth_of[first], n=plan["n"], **run
+        ) | {"queue_max_size": app.QUEUE_MAX, "n": plan["n"], "steps": steps}
         result["server"] = {"before_load": before, **rss_mb(server.process.pid)}
         result["machine_load_average_1m"] = {"start": load_start, "end": os.getloadavg()[0]}
         if args.screenshot:
             from lab import browser
 
             shot = browser.run_in_browser(server.url, args.prompt, plan["best_of"] // 2, screenshot=args.screenshot)
-            result["browser"] = {"n": plan["best_of"] // 2, "first_candidate_s": shot.first_candidate_s,
-                                 "winner_s": shot.winner_s, "screenshot": str(shot.screenshot)}
+            result["browser"] = {
+                "n": plan["best_of"] // 2,
+                "first_candidate_s": shot.first_candidate_s,
+                "winner_s": shot.winner_s,
+                "screenshot": str(shot.screenshot),
+            }
     finally:
         server.stop()
     write_json(result, out)
     load = result["load"]
-    print(f"best-of-{plan['best_of']} on {first}: {result['best_of_n']['seconds']:.2f} s, first candidates "
-          f"{result['best_of_n']['first_candidate_s']:.2f} s")
+    print(
+        f"best-of-{plan['best_of']} on {first}: {result['best_of_n']['seconds']:.2f} s, first candidates "
+        f"{result['best_of_n']['first_candidate_s']:.2f} s"
+    )
     if "depth" in result:
         d = result["depth"]
         print(f"{d['model']} generate time ratio {d['time_ratio']:.2f} vs block ratio {d['block_ratio']:.2f}")
-    print(f"load: {load['completed']}/{load['clients']} done, {load['errors']} errors, p50 {load['latency_s'].get('p50', 0):.1f} s, "
-          f"p95 {load['latency_s'].get('p95', 0):.1f} s, queue seen {load['max_queue_seen']} (bound {app.QUEUE_MAX}), "
-          f"peak RSS {result['server']['peak_rss_mb']:.0f} MiB -> {out}")
+    print(
+        f"load: {load['completed']}/{load['clients']} done, {load['errors']} errors, p50 {load['latency_s'].get('p50', 0):.1f} s, "
+        f"p95 {load['latency_s'].get('p95', 0):.1f} s, queue seen {load['max_queue_seen']} (bound {app.QUEUE_MAX}), "
+        f"peak RSS {result['server']['peak_rss_mb']:.0f} MiB -> {out}"
+    )

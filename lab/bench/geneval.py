@@ -96,12 +96,16 @@ def perturbations(prompt: Prompt, scene: Scene, rng: np.random.Generator) -> lis
         b, (a, (rel, _)) = inc[0].cls, (inc[1].cls, inc[1].position)
         out.append(("relation", world.make_prompt(t, (a, b), relation=OPPOSITE[rel])))  # negated
         out.append(("relation", world.make_prompt(t, (b, a), relation=rel)))  # objects swapped
-        out.extend(("relation", world.make_prompt(t, (a, b), relation=r)) for r in RELATIONS if r not in (rel, OPPOSITE[rel]))
+        out.extend(
+            ("relation", world.make_prompt(t, (a, b), relation=r)) for r in RELATIONS if r not in (rel, OPPOSITE[rel])
+        )
         out.append(("class", world.make_prompt(t, (pick(absent), b), relation=rel)))
     return out
 
 
-def degrade(image: np.ndarray, rng: np.random.Generator, blur_sigma: float = 1.0, noise_sigma: float = 0.05) -> np.ndarray:
+def degrade(
+    image: np.ndarray, rng: np.random.Generator, blur_sigma: float = 1.0, noise_sigma: float = 0.05
+) -> np.ndarray:
     """A generated-looking copy of a render: Gaussian blur of `blur_sigma` pixels, then Gaussian
     noise of `noise_sigma` on the [0, 1] scale, clipped. (64, 64, 3) uint8 -> float32 in [0, 1]."""
     x = geneval.as_image(image)
@@ -186,7 +190,13 @@ def junk_sources(sizes: dict, seed: int = 0) -> dict[str, np.ndarray]:
             from lab.vae import tensor_to_images
 
             c, f = vae.config.latent_channels, 2 ** (len(vae.config.encoder_block_out_channels) - 1)
-            z = torch.randn(sizes["latents"], c, world.IMAGE_SIZE // f, world.IMAGE_SIZE // f, generator=torch.Generator().manual_seed(seed))
+            z = torch.randn(
+                sizes["latents"],
+                c,
+                world.IMAGE_SIZE // f,
+                world.IMAGE_SIZE // f,
+                generator=torch.Generator().manual_seed(seed),
+            )
             with torch.no_grad():
                 out["decoded random latents"] = tensor_to_images(vae.decode(z / vae.config.scaling_factor).sample)
         if sizes["untrained"]:
@@ -252,22 +262,38 @@ def stress_sections(sizes: dict, seed: int = 0, evaluator=geneval) -> dict:
     worst_junk = max(r for v in junk.values() for t, r in v.items() if t in world.TASKS)
     worst_odd = max(r for v in odd.values() for r in v.values())
     return {
-        "touching": near, "false_pass": junk, "unrecognised_shapes": odd,
-        "stress_targets": {"touching_accuracy": TOUCHING_TARGET, "near_accuracy": NEAR_TARGET,
-                           "false_pass_per_task": FALSE_PASS_TARGET, "unrecognised_pass": ODD_PASS_TARGET},
-        "stress_meets_targets": {"touching_accuracy": worst_touch >= TOUCHING_TARGET, "near_accuracy": worst_near >= NEAR_TARGET,
-                                 "false_pass_per_task": worst_junk <= FALSE_PASS_TARGET,
-                                 "unrecognised_pass": worst_odd <= ODD_PASS_TARGET},
-        "stress_worst": {"touching_accuracy": worst_touch, "near_accuracy": worst_near,
-                         "false_pass_per_task": worst_junk, "unrecognised_pass": worst_odd},
+        "touching": near,
+        "false_pass": junk,
+        "unrecognised_shapes": odd,
+        "stress_targets": {
+            "touching_accuracy": TOUCHING_TARGET,
+            "near_accuracy": NEAR_TARGET,
+            "false_pass_per_task": FALSE_PASS_TARGET,
+            "unrecognised_pass": ODD_PASS_TARGET,
+        },
+        "stress_meets_targets": {
+            "touching_accuracy": worst_touch >= TOUCHING_TARGET,
+            "near_accuracy": worst_near >= NEAR_TARGET,
+            "false_pass_per_task": worst_junk <= FALSE_PASS_TARGET,
+            "unrecognised_pass": worst_odd <= ODD_PASS_TARGET,
+        },
+        "stress_worst": {
+            "touching_accuracy": worst_touch,
+            "near_accuracy": worst_near,
+            "false_pass_per_task": worst_junk,
+            "unrecognised_pass": worst_odd,
+        },
     }
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="lab bench geneval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default="reports/bench/geneval.json", help="JSON file to write")
-    parser.add_argument("--quick", action="store_true", help="500 scenes instead of 5,000; small stress sections, "
-                        "no VAE or untrained model")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="500 scenes instead of 5,000; small stress sections, no VAE or untrained model",
+    )
     parser.add_argument("--n", type=int, default=None, help="number of scenes (overrides --quick)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
@@ -280,10 +306,14 @@ def main(argv: list[str] | None = None) -> dict:
     from lab.provenance import write_json
 
     path = write_json({"benchmark": "geneval", **result}, args.out)
-    print(f"{n} scenes: clean {result['clean_accuracy']:.2%}, perturbed rejected {result['perturbed_rejection']:.2%} "
-          f"of {result['perturbed_n']}, blur+noise {result['blur_noise_accuracy']:.2%}, "
-          f"{result['images_per_s']:.0f} images/s ({result['images_per_cpu_s']:.0f} per CPU-s) -> {path}")
+    print(
+        f"{n} scenes: clean {result['clean_accuracy']:.2%}, perturbed rejected {result['perturbed_rejection']:.2%} "
+        f"of {result['perturbed_n']}, blur+noise {result['blur_noise_accuracy']:.2%}, "
+        f"{result['images_per_s']:.0f} images/s ({result['images_per_cpu_s']:.0f} per CPU-s) -> {path}"
+    )
     worst = result["stress_worst"]
-    print(f"touching {worst['touching_accuracy']:.1%}, gaps >= 1 px {worst['near_accuracy']:.1%} (worst case), "
-          f"false pass <= {worst['false_pass_per_task']:.1%} per task, unrecognised shapes pass {worst['unrecognised_pass']:.1%}")
+    print(
+        f"touching {worst['touching_accuracy']:.1%}, gaps >= 1 px {worst['near_accuracy']:.1%} (worst case), "
+        f"false pass <= {worst['false_pass_per_task']:.1%} per task, unrecognised shapes pass {worst['unrecognised_pass']:.1%}"
+    )
     return result

@@ -48,28 +48,36 @@ def plain_forward_seconds(pipe, batch: int, repeats: int) -> float:
     return time_calls(lambda _: fwd(), repeats, warmup=1).median
 
 
-def linearity(pipe, prompts: list[str], batch: int, batch_counts: list[int], timestep_counts: list[int],
-              repeats: int) -> dict:
+def linearity(
+    pipe, prompts: list[str], batch: int, batch_counts: list[int], timestep_counts: list[int], repeats: int
+) -> dict:
     """Median seconds of the analysis for every (number of batches, timesteps) pair, and a line fit."""
     cells = []
     for nb in batch_counts:
         for nt in timestep_counts:
             chosen = [prompts[i % len(prompts)] for i in range(nb * batch)]
-            s = time_calls(lambda _, chosen=chosen, nt=nt: block_importance(pipe, chosen, nt, batch_size=batch),
-                           repeats).median
+            s = time_calls(
+                lambda _, chosen=chosen, nt=nt: block_importance(pipe, chosen, nt, batch_size=batch), repeats
+            ).median
             cells.append({"batches": nb, "timesteps": nt, "units": nb * nt, "seconds": s, "per_unit_s": s / (nb * nt)})
     units = np.array([c["units"] for c in cells], float)
     secs = np.array([c["seconds"] for c in cells])
     slope, intercept = np.polyfit(units, secs, 1)
     residual = secs - (slope * units + intercept)
     r2 = 1 - residual.var() / secs.var() if secs.var() > 0 else 1.0
-    return {"cells": cells, "seconds_per_unit_fit": float(slope), "intercept_s": float(intercept),
-            "r2": float(r2), "goal": f"r2 >= {LINEARITY_GOAL}"}
+    return {
+        "cells": cells,
+        "seconds_per_unit_fit": float(slope),
+        "intercept_s": float(intercept),
+        "r2": float(r2),
+        "goal": f"r2 >= {LINEARITY_GOAL}",
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(prog="lab bench importance", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="lab bench importance", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--model", default="checkpoints/L", help="pipeline dir (an untrained L if absent: same speed)")
     ap.add_argument("--prompts", default="quick", help="calibration prompt set of the default analysis")
     ap.add_argument("--timesteps", type=int, default=SamplerConfig.steps)
@@ -93,27 +101,44 @@ def main(argv: list[str] | None = None) -> dict:
         pipe, model = build_pipeline("L"), "L (untrained)"
     pipe.set_progress_bar_config(disable=True)
 
-    default_s = time_calls(lambda _: block_importance(pipe, prompts, args.timesteps, batch_size=args.batch_size), 1).wall[0]
+    default_s = time_calls(
+        lambda _: block_importance(pipe, prompts, args.timesteps, batch_size=args.batch_size), 1
+    ).wall[0]
     batches = -(-len(prompts) // args.batch_size)
     lin = linearity(pipe, prompts, args.batch_size, batch_counts, timestep_counts, args.repeats)
     forward_s = plain_forward_seconds(pipe, args.batch_size, args.repeats)
     per_unit = statistics.median(c["per_unit_s"] for c in lin["cells"] if c["batches"] == max(batch_counts))
     result = {
-        "benchmark": "importance", "model": model, "num_blocks": len(pipe.transformer.transformer_blocks),
-        "default_analysis": {"prompts": len(prompts), "batch_size": args.batch_size, "batches": batches,
-                             "timesteps": args.timesteps, "seconds": default_s,
-                             "per_unit_s": default_s / (batches * args.timesteps)},
+        "benchmark": "importance",
+        "model": model,
+        "num_blocks": len(pipe.transformer.transformer_blocks),
+        "default_analysis": {
+            "prompts": len(prompts),
+            "batch_size": args.batch_size,
+            "batches": batches,
+            "timesteps": args.timesteps,
+            "seconds": default_s,
+            "per_unit_s": default_s / (batches * args.timesteps),
+        },
         "linearity": lin,
-        "overhead": {"plain_forward_s": forward_s, "analysis_per_unit_s": per_unit, "ratio": per_unit / forward_s,
-                     "goal": f"ratio <= {OVERHEAD_GOAL}"},
+        "overhead": {
+            "plain_forward_s": forward_s,
+            "analysis_per_unit_s": per_unit,
+            "ratio": per_unit / forward_s,
+            "goal": f"ratio <= {OVERHEAD_GOAL}",
+        },
     }
     d = result["default_analysis"]
-    print(f"default analysis ({model}, {d['prompts']} prompts x {d['timesteps']} timesteps, {d['batches']} batches): "
-          f"{d['seconds']:.2f} s")
+    print(
+        f"default analysis ({model}, {d['prompts']} prompts x {d['timesteps']} timesteps, {d['batches']} batches): "
+        f"{d['seconds']:.2f} s"
+    )
     print(f"linearity: {lin['seconds_per_unit_fit'] * 1000:.1f} ms per (batch, timestep), R^2 = {lin['r2']:.4f}")
     o = result["overhead"]
-    print(f"one plain forward: {o['plain_forward_s'] * 1000:.1f} ms; analysis per (batch, timestep): "
-          f"{o['analysis_per_unit_s'] * 1000:.1f} ms -> ratio {o['ratio']:.2f}")
+    print(
+        f"one plain forward: {o['plain_forward_s'] * 1000:.1f} ms; analysis per (batch, timestep): "
+        f"{o['analysis_per_unit_s'] * 1000:.1f} ms -> ratio {o['ratio']:.2f}"
+    )
     write_json(result, args.out)
     print(f"wrote {args.out}")
     return result

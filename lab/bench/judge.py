@@ -30,8 +30,14 @@ def samples(model: str, prompt_set: str, per_prompt: int, limit: int, sampler: S
     prompts = prompts[:: max(1, len(prompts) // limit)][:limit] if limit else prompts
     expanded = [p for p in prompts for _ in range(per_prompt)]
     seeds = benchmark_seeds(SEED, len(prompts), per_prompt)
-    images, _ = generate_cached(lambda: resolve_model(model), [p.text for p in expanded], seeds,
-                                f"{cache}/{str(model).replace('/', '_')}-{prompt_set}", sampler, desc=f"{model} {prompt_set}")
+    images, _ = generate_cached(
+        lambda: resolve_model(model),
+        [p.text for p in expanded],
+        seeds,
+        f"{cache}/{str(model).replace('/', '_')}-{prompt_set}",
+        sampler,
+        desc=f"{model} {prompt_set}",
+    )
     return images, expanded
 
 
@@ -76,7 +82,10 @@ def main(argv: list[str] | None = None) -> dict:
     path = write_json({"benchmark": "judge", **result}, args.out)
     for split, r in result["splits"].items():
         o = r["overall"]
-        print(f"{split:>6}: balanced accuracy {o['balanced_accuracy']:.3f}, AUC {o['auc']:.3f}, accuracy {o['accuracy']:.3f} "
-              f"({o['n']} images); per task: " + ", ".join(f"{t} {v['balanced_accuracy']:.2f}" for t, v in r["tasks"].items()))
+        print(
+            f"{split:>6}: balanced accuracy {o['balanced_accuracy']:.3f}, AUC {o['auc']:.3f}, accuracy {o['accuracy']:.3f} "
+            f"({o['n']} images); per task: "
+            + ", ".join(f"{t} {v['balanced_accuracy']:.2f}" for t, v in r["tasks"].items())
+        )
     print(f"judge: {result['images_per_s']:.0f} images/s; targets met: {result['meets_targets']} -> {path}")
     return result

@@ -34,8 +34,11 @@ def measure_speed(cfg: came8bit.Came8bitConfig, names: tuple[str, ...] = OPTIMIZ
     runs = {}
     for name in names:
         model = copy.deepcopy(base)
-        runs[name] = (model, build_optimizer(name, model.parameters(), lr=cfg.train.lr),
-                      torch.Generator().manual_seed(cfg.train.seed))
+        runs[name] = (
+            model,
+            build_optimizer(name, model.parameters(), lr=cfg.train.lr),
+            torch.Generator().manual_seed(cfg.train.seed),
+        )
     times = {name: {"step": [], "full": []} for name in names}
     for rep in range(cfg.speed_reps + 1):  # repetition 0 creates the state: untimed
         for name in names:
@@ -47,8 +50,15 @@ def measure_speed(cfg: came8bit.Came8bitConfig, names: tuple[str, ...] = OPTIMIZ
                 times[name]["full"].append(time.perf_counter() - start)
     median = {name: {k: statistics.median(v) for k, v in t.items()} for name, t in times.items()}
     ratio = {k: median["came8bit"][k] / median["came"][k] for k in ("step", "full")}
-    return dict(model=cfg.speed_size, batch_size=cfg.train.batch_size, reps=cfg.speed_reps, median_seconds=median,
-                came8bit_vs_came=ratio, target=cfg.speed_target, meets_target=ratio["step"] <= cfg.speed_target)
+    return dict(
+        model=cfg.speed_size,
+        batch_size=cfg.train.batch_size,
+        reps=cfg.speed_reps,
+        median_seconds=median,
+        came8bit_vs_came=ratio,
+        target=cfg.speed_target,
+        meets_target=ratio["step"] <= cfg.speed_target,
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:

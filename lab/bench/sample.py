@@ -47,8 +47,14 @@ def batched_vs_single(pipe, n: int, sampler: SamplerConfig, repeats: int) -> dic
             generate(pipe, [prompt], [s], sampler)
         single.append(time.perf_counter() - t)
     b, s = statistics.median(batched) / n, statistics.median(single) / n
-    return {"n": n, "steps": sampler.steps, "per_image_s_batched": b, "per_image_s_single": s, "ratio": b / s,
-            "goal": "ratio <= 0.5"}
+    return {
+        "n": n,
+        "steps": sampler.steps,
+        "per_image_s_batched": b,
+        "per_image_s_single": s,
+        "ratio": b / s,
+        "goal": "ratio <= 0.5",
+    }
 
 
 @torch.no_grad()
@@ -92,9 +98,14 @@ def attention_scaling(transformer, sides: list[int], repeats: int) -> dict:
 
     seconds, ratios = summarize(model_times)
     attn_seconds, attn_ratios = summarize(attn_times)
-    return {"seconds": seconds, "ratios": ratios, "self_attention_seconds": attn_seconds,
-            "self_attention_ratios": attn_ratios, "repeats": repeats,
-            "goal": "linear t(4096)/t(1024) <= 4.5 (whole transformer forward)"}
+    return {
+        "seconds": seconds,
+        "ratios": ratios,
+        "self_attention_seconds": attn_seconds,
+        "self_attention_ratios": attn_ratios,
+        "repeats": repeats,
+        "goal": "linear t(4096)/t(1024) <= 4.5 (whole transformer forward)",
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -118,12 +129,17 @@ def main(argv: list[str] | None = None) -> dict:
         pipe = build_pipeline("S")
     pipe.set_progress_bar_config(disable=True)
     sampler = SamplerConfig(steps=args.steps)
-    result = {"benchmark": "sample", "model": args.model if Path(args.model).exists() else "untrained",
-              "batched_vs_single": batched_vs_single(pipe, args.n, sampler, args.repeats),
-              "attention_scaling": attention_scaling(pipe.transformer, sides, args.attention_repeats)}
+    result = {
+        "benchmark": "sample",
+        "model": args.model if Path(args.model).exists() else "untrained",
+        "batched_vs_single": batched_vs_single(pipe, args.n, sampler, args.repeats),
+        "attention_scaling": attention_scaling(pipe.transformer, sides, args.attention_repeats),
+    }
     r = result["batched_vs_single"]
-    print(f"best-of-{r['n']}: {r['per_image_s_batched'] * 1000:.0f} ms/image batched vs "
-          f"{r['per_image_s_single'] * 1000:.0f} ms single -> ratio {r['ratio']:.2f}")
+    print(
+        f"best-of-{r['n']}: {r['per_image_s_batched'] * 1000:.0f} ms/image batched vs "
+        f"{r['per_image_s_single'] * 1000:.0f} ms single -> ratio {r['ratio']:.2f}"
+    )
     for part in ("ratios", "self_attention_ratios"):
         for kind, rs in result["attention_scaling"][part].items():
             print(f"{part:<22}{kind:<8}" + "  ".join(f"{k} = {v:.2f}" for k, v in rs.items()))

@@ -51,9 +51,17 @@ def measure(pipe, judge, n: int, sampler: SamplerConfig, repeats: int) -> dict:
     judge.score(images, [PROMPT] * n)
     judge_s = time.perf_counter() - t
     b, s = statistics.median(batched) / n, statistics.median(single) / n
-    return {"n": n, "steps": sampler.steps, "judge": judge.name, "judge_calls": {str(k): v for k, v in calls.items()},
-            "judge_calls_equal_n": all(k == v for k, v in calls.items()), "per_candidate_s_best_of_n": b,
-            "per_candidate_s_single": s, "ratio": b / s, "judge_images_per_s": n / judge_s}
+    return {
+        "n": n,
+        "steps": sampler.steps,
+        "judge": judge.name,
+        "judge_calls": {str(k): v for k, v in calls.items()},
+        "judge_calls_equal_n": all(k == v for k, v in calls.items()),
+        "per_candidate_s_best_of_n": b,
+        "per_candidate_s_single": s,
+        "ratio": b / s,
+        "judge_images_per_s": n / judge_s,
+    }
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -70,11 +78,15 @@ def main(argv: list[str] | None = None) -> dict:
         args.n, args.steps, args.repeats = 4, 2, 1
     from lab.zoo import resolve_model
 
-    result = measure(resolve_model(args.model), load_judge(args.judge), args.n, SamplerConfig(steps=args.steps), args.repeats)
+    result = measure(
+        resolve_model(args.model), load_judge(args.judge), args.n, SamplerConfig(steps=args.steps), args.repeats
+    )
     from lab.provenance import write_json
 
     path = write_json({"benchmark": "scaling", "model": args.model, **result}, args.out)
-    print(f"judge calls per best-of-N: {result['judge_calls']} (= N: {result['judge_calls_equal_n']}); per candidate: "
-          f"best-of-{args.n} {result['per_candidate_s_best_of_n']:.3f} s vs single {result['per_candidate_s_single']:.3f} s "
-          f"(ratio {result['ratio']:.2f}); judge {result['judge_images_per_s']:.0f} images/s -> {path}")
+    print(
+        f"judge calls per best-of-N: {result['judge_calls']} (= N: {result['judge_calls_equal_n']}); per candidate: "
+        f"best-of-{args.n} {result['per_candidate_s_best_of_n']:.3f} s vs single {result['per_candidate_s_single']:.3f} s "
+        f"(ratio {result['ratio']:.2f}); judge {result['judge_images_per_s']:.0f} images/s -> {path}"
+    )
     return result

@@ -28,8 +28,9 @@ from lab.training_data import NOISE_STREAM, TrainingBatches, stream_seed
 TRAINER_WARMUP_STEPS = 5  # trainer steps not timed: allocator warm-up, workers filling their queues
 
 
-def trainer_throughput(size: str, batch_size: int, vae: str, workers: list[int], steps: int, warmup: int,
-                       mixed_precision: str = "no") -> dict:
+def trainer_throughput(
+    size: str, batch_size: int, vae: str, workers: list[int], steps: int, warmup: int, mixed_precision: str = "no"
+) -> dict:
     """The trainer's images/s (median over steps after `warmup`) for each number of render workers,
     each a fresh `steps`-step run of `size` in a temporary directory."""
     import tempfile
@@ -39,8 +40,16 @@ def trainer_throughput(size: str, batch_size: int, vae: str, workers: list[int],
 
     out = {}
     for k in workers:
-        cfg = TrainConfig(size=size, vae=vae, steps=steps, batch_size=batch_size, warmup_steps=1, checkpoint_every=10**9,
-                          mixed_precision=mixed_precision, data_workers=k)
+        cfg = TrainConfig(
+            size=size,
+            vae=vae,
+            steps=steps,
+            batch_size=batch_size,
+            warmup_steps=1,
+            checkpoint_every=10**9,
+            mixed_precision=mixed_precision,
+            data_workers=k,
+        )
         with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
             train(cfg, tmp, progress=False)
             ips = [r["images_per_s"] for r in read_log(Path(tmp) / "train_log.jsonl")[warmup:]]
@@ -59,8 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--repeats", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--quick", action="store_true", help="tiny model, 3 repeats")
-    ap.add_argument("--data-workers", type=int, nargs="*", default=[],
-                    help="also time the real trainer with these render-worker counts (first = baseline), e.g. 0 1 2")
+    ap.add_argument(
+        "--data-workers",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also time the real trainer with these render-worker counts (first = baseline), e.g. 0 1 2",
+    )
     ap.add_argument("--trainer-steps", type=int, default=30, help="steps per trainer run (the first 5 are not timed)")
     ap.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"], help="for the trainer runs")
     ap.add_argument("--out", default="reports/bench/train.json")
@@ -101,7 +115,9 @@ def main(argv: list[str] | None = None) -> dict:
     text = (e.detach(), m)
 
     def transformer_step(i: int):
-        training_step(tr, opt, x, text, torch.Generator().manual_seed(i), cfg.flow, grad_clip=cfg.grad_clip, params=params)
+        training_step(
+            tr, opt, x, text, torch.Generator().manual_seed(i), cfg.flow, grad_clip=cfg.grad_clip, params=params
+        )
 
     def data_step(i: int):
         _, pixels = data[i]
@@ -109,17 +125,27 @@ def main(argv: list[str] | None = None) -> dict:
             vae.encode(pixels)
 
     results = {}
-    for name, fn in [("full_step", full_step), ("transformer_step", transformer_step), ("data_and_vae_encode", data_step)]:
+    for name, fn in [
+        ("full_step", full_step),
+        ("transformer_step", transformer_step),
+        ("data_and_vae_encode", data_step),
+    ]:
         t = time_calls(fn, args.repeats, args.warmup).median
         results[name] = {"seconds_per_step": t, "images_per_s": b / t}
-    result = {"benchmark": "train", "size": args.size, "batch_size": b,
-              "params": sum(p.numel() for p in tr.parameters()), "results": results,
-              "goal": "S full step >= 60 images/s on 2 CPU cores"}
+    result = {
+        "benchmark": "train",
+        "size": args.size,
+        "batch_size": b,
+        "params": sum(p.numel() for p in tr.parameters()),
+        "results": results,
+        "goal": "S full step >= 60 images/s on 2 CPU cores",
+    }
     for name, r in results.items():
         print(f"{name:<22}{r['images_per_s']:>9.1f} images/s  ({r['seconds_per_step'] * 1000:.0f} ms/step)")
     if args.data_workers:
-        result["trainer_by_data_workers"] = trainer_throughput(args.size, b, args.vae, args.data_workers, args.trainer_steps,
-                                                               TRAINER_WARMUP_STEPS, args.mixed_precision)
+        result["trainer_by_data_workers"] = trainer_throughput(
+            args.size, b, args.vae, args.data_workers, args.trainer_steps, TRAINER_WARMUP_STEPS, args.mixed_precision
+        )
         result["trainer_mixed_precision"] = args.mixed_precision
         for k, r in result["trainer_by_data_workers"].items():
             print(f"trainer, {k} render workers: {r['images_per_s']:.1f} images/s ({r['ratio_to_first']:.2f}x)")

@@ -58,6 +58,8 @@ def main(argv: list[str] | None = None) -> dict:
     from lab.provenance import write_json
 
     path = write_json({"benchmark": "world", **result}, args.out)
-    print(f"{n} scenes: {result['scenes_per_s']:.0f} scenes/s ({result['scenes_per_cpu_s']:.0f} per CPU-s; "
-          f"target {TARGET_SCENES_PER_S:.0f}) -> {path}")
+    print(
+        f"{n} scenes: {result['scenes_per_s']:.0f} scenes/s ({result['scenes_per_cpu_s']:.0f} per CPU-s; "
+        f"target {TARGET_SCENES_PER_S:.0f}) -> {path}"
+    )
     return result

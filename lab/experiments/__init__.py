@@ -84,8 +84,9 @@ def preset(cls, name: str, mode: str, **overrides):
         raise ValueError(f"unknown mode {mode!r}; expected one of {MODES}")
     path = preset_path(name)
     if not path.is_file():
-        raise ValueError(f"no presets at {path}; expected an experiment name with {PRESETS_DIR}/<name>.yaml "
-                         "or a .yaml path")
+        raise ValueError(
+            f"no presets at {path}; expected an experiment name with {PRESETS_DIR}/<name>.yaml or a .yaml path"
+        )
     sections = yaml.safe_load(path.read_text()) or {}
     if mode not in sections:
         raise ValueError(f"{path} has no {mode!r} section; it has {sorted(sections)}")
@@ -109,7 +110,7 @@ def temporary_directory(prefix: str) -> Path:
     """A new directory `<tmp>/<prefix><pid>-*`, removed when this process exits; first removes
     those of earlier processes (same prefix) that no longer run, e.g. killed notebook kernels."""
     for old in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
-        pid = old.name[len(prefix):].split("-", 1)[0]
+        pid = old.name[len(prefix) :].split("-", 1)[0]
         if old.is_dir() and pid.isdigit() and not _alive(int(pid)):
             shutil.rmtree(old, ignore_errors=True)
     tmp = tempfile.TemporaryDirectory(prefix=f"{prefix}{os.getpid()}-", ignore_cleanup_errors=True)
@@ -144,8 +145,11 @@ def source_pipeline(model: str | Path, stand_in: bool, work: str | Path, how: st
         return path
     if stand_in:
         return stand_in_dir(work)
-    raise FileNotFoundError(f"no trained pipeline at {model} (no model_index.json); this run needs one"
-                            + (f": {how}" if how else "") + " (or stand_in: true, a smoke test on an untrained tiny model)")
+    raise FileNotFoundError(
+        f"no trained pipeline at {model} (no model_index.json); this run needs one"
+        + (f": {how}" if how else "")
+        + " (or stand_in: true, a smoke test on an untrained tiny model)"
+    )
 
 
 def source_label(model: str | Path, source: str | Path) -> str:

@@ -51,11 +51,23 @@ def measure(pipe, cfg: ImportanceStudyConfig, source: str = "") -> tuple[Importa
     metrics) with metrics {"config", "importance", "edge_vs_middle", "seconds"}."""
     prompts = evenly_spaced_prompts(cfg.prompts, cfg.prompt_limit)
     start = time.perf_counter()
-    table = block_importance(pipe, prompts, cfg.sampler.steps, cfg.sampler.guidance_scale, cfg.branches, cfg.seed,
-                             cfg.sampler.batch_size, source=source)
+    table = block_importance(
+        pipe,
+        prompts,
+        cfg.sampler.steps,
+        cfg.sampler.guidance_scale,
+        cfg.branches,
+        cfg.seed,
+        cfg.sampler.batch_size,
+        source=source,
+    )
     seconds = time.perf_counter() - start
-    return table, {"config": config_dict(cfg), "importance": table.to_json(),
-                   "edge_vs_middle": edge_vs_middle(table, cfg.edge_fraction), "seconds": seconds}
+    return table, {
+        "config": config_dict(cfg),
+        "importance": table.to_json(),
+        "edge_vs_middle": edge_vs_middle(table, cfg.edge_fraction),
+        "seconds": seconds,
+    }
 
 
 def explorer_prompts(cfg: ImportanceStudyConfig) -> list[str]:
@@ -88,7 +100,15 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
     table = ImportanceTable.from_json(metrics["importance"])
     cfg = metrics["config"]
     if stamp is None:
-        stamp = {"experiment": "block_importance", "mode": metrics.get("mode", "?"), "model": metrics.get("label", ""),
-                 "prompts": cfg["prompts"], "timesteps": table.num_timesteps, "branches": table.branches}
-    return {"importance_lines": plots.block_importance_lines(table, stamp=stamp),
-            "importance_heatmap": plots.importance_heatmap(table, stamp=stamp)}
+        stamp = {
+            "experiment": "block_importance",
+            "mode": metrics.get("mode", "?"),
+            "model": metrics.get("label", ""),
+            "prompts": cfg["prompts"],
+            "timesteps": table.num_timesteps,
+            "branches": table.branches,
+        }
+    return {
+        "importance_lines": plots.block_importance_lines(table, stamp=stamp),
+        "importance_heatmap": plots.importance_heatmap(table, stamp=stamp),
+    }

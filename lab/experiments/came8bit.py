@@ -36,8 +36,9 @@ METRICS_FILE = "metrics.json"
 def _fidelity_training() -> TrainConfig:
     # SANA 1.0's CAME lr for all four optimizers, held constant, on the raw loss: the optimizers
     # alone make the difference (no clipping, no caption dropout: the captions are random embeddings)
-    return TrainConfig(size="S", steps=300, batch_size=8, lr=1e-4, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0,
-                       caption_dropout=0.0)
+    return TrainConfig(
+        size="S", steps=300, batch_size=8, lr=1e-4, warmup_steps=0, min_lr_ratio=1.0, grad_clip=0.0, caption_dropout=0.0
+    )
 
 
 @dataclass(frozen=True)
@@ -120,15 +121,28 @@ def measure_memory(cfg: Came8bitConfig) -> dict:
         model = copy.deepcopy(base)
         optimizer = build_optimizer(name, model.parameters(), lr=cfg.train.lr)
         step(model, optimizer, batch, torch.Generator().manual_seed(cfg.train.seed), cfg)
-        rows.append(dict(model=cfg.memory_size, optimizer=name, how="measured after one step",
-                         params=sum(p.numel() for p in model.parameters()), state_bytes=state_bytes(optimizer),
-                         estimated_bytes=estimate_state_bytes(model, name)))
+        rows.append(
+            dict(
+                model=cfg.memory_size,
+                optimizer=name,
+                how="measured after one step",
+                params=sum(p.numel() for p in model.parameters()),
+                state_bytes=state_bytes(optimizer),
+                estimated_bytes=estimate_state_bytes(model, name),
+            )
+        )
     for size in cfg.meta_sizes:
         model = build_transformer(size, device="meta")
         for name in OPTIMIZERS:
-            rows.append(dict(model=size, optimizer=name, how="estimated (meta)",
-                             params=sum(p.numel() for p in model.parameters()),
-                             state_bytes=estimate_state_bytes(model, name)))
+            rows.append(
+                dict(
+                    model=size,
+                    optimizer=name,
+                    how="estimated (meta)",
+                    params=sum(p.numel() for p in model.parameters()),
+                    state_bytes=estimate_state_bytes(model, name),
+                )
+            )
     adamw = {r["model"]: r["state_bytes"] for r in rows if r["optimizer"] == "adamw"}
     for r in rows:
         r["bytes_per_param"] = r["state_bytes"] / r["params"]
@@ -137,16 +151,24 @@ def measure_memory(cfg: Came8bitConfig) -> dict:
     # 8-bit m (1 byte) + one fp32 absmax per block, over AdamW's two fp32 moments
     limit = (torch.uint8.itemsize + torch.float32.itemsize / BLOCKSIZE) / (2 * torch.float32.itemsize)
     largest = cfg.meta_sizes[-1] if cfg.meta_sizes else cfg.memory_size
-    return dict(rows=rows, came8bit_vs_adamw=ratios, theoretical_limit=limit, target=cfg.ratio_target,
-                target_model=largest, meets_target=ratios[largest] <= cfg.ratio_target)
+    return dict(
+        rows=rows,
+        came8bit_vs_adamw=ratios,
+        theoretical_limit=limit,
+        target=cfg.ratio_target,
+        target_model=largest,
+        meets_target=ratios[largest] <= cfg.ratio_target,
+    )
 
 
 def format_memory_table(memory: dict) -> str:
     """The memory rows as a fixed-width text table."""
     lines = [f"{'model':<10} {'optimizer':<10} {'params':>14} {'state MiB':>12} {'B/param':>8} {'vs AdamW':>9}  how"]
     for r in memory["rows"]:
-        lines.append(f"{r['model']:<10} {r['optimizer']:<10} {r['params']:>14,} {r['state_bytes'] / 2**20:>12,.1f} "
-                     f"{r['bytes_per_param']:>8.3f} {r['vs_adamw']:>9.3f}  {r['how']}")
+        lines.append(
+            f"{r['model']:<10} {r['optimizer']:<10} {r['params']:>14,} {r['state_bytes'] / 2**20:>12,.1f} "
+            f"{r['bytes_per_param']:>8.3f} {r['vs_adamw']:>9.3f}  {r['how']}"
+        )
     return "\n".join(lines)
 
 
@@ -173,12 +195,23 @@ def measure_fidelity(cfg: Came8bitConfig, names: tuple[str, ...] = OPTIMIZERS) -
             losses.append(step(model, optimizer, batches[i % len(batches)], generator, cfg).loss)
         curves[name] = losses
         quantized[name] = fraction_8bit(optimizer)
-    tail = {name: statistics.fmean(c[-cfg.tail:]) for name, c in curves.items()}
-    rel = {"came8bit_vs_came": (tail["came8bit"] - tail["came"]) / tail["came"],
-           "adamw8bit_vs_adamw": (tail["adamw8bit"] - tail["adamw"]) / tail["adamw"]}
-    return dict(model=t.size, steps=t.steps, tail=cfg.tail, lr=t.lr, fraction_8bit=quantized, tail_mean_loss=tail,
-                relative_difference=rel, target=cfg.fidelity_target,
-                meets_target=abs(rel["came8bit_vs_came"]) <= cfg.fidelity_target, curves=curves)
+    tail = {name: statistics.fmean(c[-cfg.tail :]) for name, c in curves.items()}
+    rel = {
+        "came8bit_vs_came": (tail["came8bit"] - tail["came"]) / tail["came"],
+        "adamw8bit_vs_adamw": (tail["adamw8bit"] - tail["adamw"]) / tail["adamw"],
+    }
+    return dict(
+        model=t.size,
+        steps=t.steps,
+        tail=cfg.tail,
+        lr=t.lr,
+        fraction_8bit=quantized,
+        tail_mean_loss=tail,
+        relative_difference=rel,
+        target=cfg.fidelity_target,
+        meets_target=abs(rel["came8bit_vs_came"]) <= cfg.fidelity_target,
+        curves=curves,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -191,8 +224,12 @@ def run(cfg: Came8bitConfig, out: str | Path | None = None, mode: str | None = N
     from lab.provenance import write_json
 
     quiet_hub_logging()
-    metrics = {"config": config_dict(cfg), **({"mode": mode} if mode else {}), "memory": measure_memory(cfg),
-               "fidelity": measure_fidelity(cfg)}
+    metrics = {
+        "config": config_dict(cfg),
+        **({"mode": mode} if mode else {}),
+        "memory": measure_memory(cfg),
+        "fidelity": measure_fidelity(cfg),
+    }
     if out is not None:
         write_json(metrics, Path(out) / METRICS_FILE)
     return metrics
@@ -205,12 +242,19 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
 
     fid = metrics["fidelity"]
     if stamp is None:
-        stamp = {"experiment": "came8bit", "mode": metrics.get("mode", "?"), "train_size": fid["model"],
-                 "steps": fid["steps"], "lr": fid["lr"]}
+        stamp = {
+            "experiment": "came8bit",
+            "mode": metrics.get("mode", "?"),
+            "train_size": fid["model"],
+            "steps": fid["steps"],
+            "lr": fid["lr"],
+        }
     curves = {name: list(enumerate(losses, 1)) for name, losses in fid["curves"].items()}
     return {
-        "memory": plots.optimizer_memory_bars(metrics["memory"]["rows"], stamp=stamp,
-                                              title="Optimizer state per parameter (label: ratio to AdamW fp32)"),
-        "loss_curves": plots.loss_curves(curves, title=f"{fid['model']} transformer, lr {fid['lr']}, same seed and batches",
-                                         stamp=stamp),
+        "memory": plots.optimizer_memory_bars(
+            metrics["memory"]["rows"], stamp=stamp, title="Optimizer state per parameter (label: ratio to AdamW fp32)"
+        ),
+        "loss_curves": plots.loss_curves(
+            curves, title=f"{fid['model']} transformer, lr {fid['lr']}, same seed and batches", stamp=stamp
+        ),
     }

@@ -33,8 +33,10 @@ from lab.zoo import fresh_pipeline_dir
 
 METRICS_FILE = "growth_metrics.json"
 SCRATCH = "scratch"  # the arm trained from a fresh transformer
-HOW_TO_MAKE_S = ("train S with `lab train --config configs/S.yaml --out runs/S` and export it to checkpoints/S "
-                 "(`lab export runs/S --name S`)")
+HOW_TO_MAKE_S = (
+    "train S with `lab train --config configs/S.yaml --out runs/S` and export it to checkpoints/S "
+    "(`lab export runs/S --name S`)"
+)
 
 
 @dataclass(frozen=True)
@@ -140,8 +142,9 @@ def _geneval(pipe, prompts, images_per_prompt: int, cfg: GrowthExperimentConfig)
     return {"overall": report.overall, "task_accuracy": report.task_accuracy}
 
 
-def run_arm(name: str, source: str | Path, run_dir: str | Path, cfg: GrowthExperimentConfig,
-            progress: bool = False) -> dict:
+def run_arm(
+    name: str, source: str | Path, run_dir: str | Path, cfg: GrowthExperimentConfig, progress: bool = False
+) -> dict:
     """Builds one arm's deep model, trains it and evaluates it at step 0, every `eval_every` steps
     and at the end (a `lab.train.TrainCallbacks` hook: one uninterrupted run).
 
@@ -162,19 +165,28 @@ def run_arm(name: str, source: str | Path, run_dir: str | Path, cfg: GrowthExper
     def evaluate(step: int, pipe) -> None:
         evals.append([step, _geneval(pipe, prompts, cfg.images_per_prompt, cfg)])
 
-    trained = train(replace(cfg.train, init_from=str(init)), run_dir / "train", progress=progress,
-                    callbacks=TrainCallbacks(evaluate=evaluate, evaluate_every=cfg.eval_every))
+    trained = train(
+        replace(cfg.train, init_from=str(init)),
+        run_dir / "train",
+        progress=progress,
+        callbacks=TrainCallbacks(evaluate=evaluate, evaluate_every=cfg.eval_every),
+    )
     transformer = load_pipeline(init).transformer
     keep = None
     if arm.strategy != SCRATCH:
         keep = source_layers if arm.keep_all else default_keep(source_layers, arm.strategy)
     log = run_dir / "train" / "train_log.jsonl"
     result = {
-        "label": arm.label, "strategy": arm.strategy, "keep": keep, "num_layers": transformer.config.num_layers,
+        "label": arm.label,
+        "strategy": arm.strategy,
+        "keep": keep,
+        "num_layers": transformer.config.num_layers,
         "params": sum(p.numel() for p in transformer.parameters()),
         "loss": [[r["step"], r["loss"]] for r in read_log(log)],
-        "geneval": [[s, e["overall"]] for s, e in evals], "task_accuracy": evals[-1][1]["task_accuracy"],
-        "train_seconds": training_seconds(log, cfg.train.batch_size), "pipeline": str(trained),
+        "geneval": [[s, e["overall"]] for s, e in evals],
+        "task_accuracy": evals[-1][1]["task_accuracy"],
+        "train_seconds": training_seconds(log, cfg.train.batch_size),
+        "pipeline": str(trained),
     }
     if (init / GROWTH_FILE).is_file():
         result["growth"] = str(init / GROWTH_FILE)
@@ -193,8 +205,11 @@ def run_arms(source: str | Path, work: str | Path, cfg: GrowthExperimentConfig, 
     source, work = Path(source), Path(work)
     prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.eval_prompt_limit)
     pipe = load_pipeline(source)
-    source_info = {"path": str(source), "num_layers": pipe.transformer.config.num_layers,
-                   "geneval": _geneval(pipe, prompts, cfg.images_per_prompt, cfg)["overall"]}
+    source_info = {
+        "path": str(source),
+        "num_layers": pipe.transformer.config.num_layers,
+        "geneval": _geneval(pipe, prompts, cfg.images_per_prompt, cfg)["overall"],
+    }
     if cfg.final_prompts:
         source_info["final_geneval"] = _geneval(pipe, cfg.final_prompts, cfg.final_images_per_prompt, cfg)
     runs = {name: run_arm(name, source, work / name, cfg, progress) for name in cfg.arms}
@@ -203,8 +218,9 @@ def run_arms(source: str | Path, work: str | Path, cfg: GrowthExperimentConfig, 
     return metrics
 
 
-def run(cfg: GrowthExperimentConfig, out: str | Path | None = None, mode: str | None = None,
-        progress: bool = False) -> dict:
+def run(
+    cfg: GrowthExperimentConfig, out: str | Path | None = None, mode: str | None = None, progress: bool = False
+) -> dict:
     """The whole experiment: every arm (`run_arms`) from `cfg.source` (or its stand-in) in
     `cfg.work_dir`, plus the full-set target read from the shipped models' cards (`cfg.shipped`).
     Writes `out/growth_metrics.json` when `out` is given (with `mode`, the preset's name, when
@@ -262,11 +278,15 @@ def summarize(metrics: dict, window: int) -> dict:
     per_arm = {}
     for name, run in runs.items():
         total = run["loss"][-1][0] if run["loss"] else 0
-        entry = {"final_loss": float(moving_average([v for _, v in run["loss"]], window)[-1]) if run["loss"] else None,
-                 "geneval": run["geneval"][-1][1], "geneval_gain_over_source": run["geneval"][-1][1] - source["geneval"]}
+        entry = {
+            "final_loss": float(moving_average([v for _, v in run["loss"]], window)[-1]) if run["loss"] else None,
+            "geneval": run["geneval"][-1][1],
+            "geneval_gain_over_source": run["geneval"][-1][1] - source["geneval"],
+        }
         if "final_geneval" in run and "final_geneval" in source:
-            entry["final_geneval_gain_over_source"] = (run["final_geneval"]["overall"]
-                                                       - source["final_geneval"]["overall"])
+            entry["final_geneval_gain_over_source"] = (
+                run["final_geneval"]["overall"] - source["final_geneval"]["overall"]
+            )
         if scratch_loss is not None and name != SCRATCH:
             reached = steps_to_reach(run["loss"], scratch_loss, window)
             entry["steps_to_scratch_final_loss"] = reached
@@ -310,11 +330,17 @@ def shipped_geneval_gain(source: str | Path, grown: str | Path, prompts: str = "
         return None
     src, big = (json.loads(f.read_text()) for f in files)
     n = min(src["images_per_prompt"], big["images_per_prompt"])
-    src_score, big_score = (r["overall"] if r["images_per_prompt"] == n else overall_of_first_images(r, n)
-                            for r in (src, big))
+    src_score, big_score = (
+        r["overall"] if r["images_per_prompt"] == n else overall_of_first_images(r, n) for r in (src, big)
+    )
     gain = big_score - src_score
-    return {"source": src_score, "grown": big_score, "gain": gain, "target_met": gain >= GENEVAL_GAIN_TARGET,
-            "images_per_prompt": n}
+    return {
+        "source": src_score,
+        "grown": big_score,
+        "gain": gain,
+        "target_met": gain >= GENEVAL_GAIN_TARGET,
+        "images_per_prompt": n,
+    }
 
 
 def curves(metrics: dict, arms, key: str) -> dict[str, list]:
@@ -325,8 +351,10 @@ def curves(metrics: dict, arms, key: str) -> dict[str, list]:
 def summary_table(metrics: dict) -> str:
     """A markdown table of `metrics["summary"]`: one row per arm."""
     summary, runs = metrics["summary"], metrics["runs"]
-    head = ("| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source |\n"
-            "|---|---|---:|---:|---:|---:|\n")
+    head = (
+        "| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source |\n"
+        "|---|---|---:|---:|---:|---:|\n"
+    )
     rows = []
     for name, e in summary["arms"].items():
         run = runs[name]
@@ -335,8 +363,10 @@ def summary_table(metrics: dict) -> str:
         frac = e.get("fraction_of_steps")
         reach = "-" if name == SCRATCH else ("never" if reached is None else f"{reached} ({frac:.0%})")
         loss = "-" if e["final_loss"] is None else f"{e['final_loss']:.4f}"
-        rows.append(f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | "
-                    f"{e['geneval_gain_over_source']:+.3f} |")
+        rows.append(
+            f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | "
+            f"{e['geneval_gain_over_source']:+.3f} |"
+        )
     return head + "\n".join(rows) + "\n"
 
 
@@ -349,14 +379,31 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
     cfg, source = metrics["config"], metrics["source"]
     n = source["num_layers"]
     if stamp is None:
-        stamp = {"mode": metrics.get("mode", "?"), "source": source.get("label", source["path"]),
-                 "blocks": f"{n}->{cfg['growth_factor'] * n}", "steps": cfg["train"]["steps"],
-                 "batch": cfg["train"]["batch_size"], "lr": cfg["train"]["lr"], "seed": cfg["train"]["seed"]}
+        stamp = {
+            "mode": metrics.get("mode", "?"),
+            "source": source.get("label", source["path"]),
+            "blocks": f"{n}->{cfg['growth_factor'] * n}",
+            "steps": cfg["train"]["steps"],
+            "batch": cfg["train"]["batch_size"],
+            "lr": cfg["train"]["lr"],
+            "seed": cfg["train"]["seed"],
+        }
     labels = {name: run["label"] for name, run in metrics["runs"].items()}
     reference = {f"S ({n} blocks)": source["geneval"]}
     colors = plots.run_colors(ARMS)
-    parts = {"growth_vs_scratch": (COMPARISON_ARMS, "Grown L vs L from scratch"),
-             "growth_strategies": (STRATEGY_ARMS, "Growth initialisations")}
-    return {name: plots.training_curves(curves(metrics, arms, "loss"), curves(metrics, arms, "geneval"), reference=reference,
-                                        labels=labels, colors=colors, title=title, stamp=stamp)
-            for name, (arms, title) in parts.items()}
+    parts = {
+        "growth_vs_scratch": (COMPARISON_ARMS, "Grown L vs L from scratch"),
+        "growth_strategies": (STRATEGY_ARMS, "Growth initialisations"),
+    }
+    return {
+        name: plots.training_curves(
+            curves(metrics, arms, "loss"),
+            curves(metrics, arms, "geneval"),
+            reference=reference,
+            labels=labels,
+            colors=colors,
+            title=title,
+            stamp=stamp,
+        )
+        for name, (arms, title) in parts.items()
+    }

@@ -40,7 +40,9 @@ def position_diagnosis(report: Report, config: EvalConfig = DEFAULT_EVAL) -> dic
     """Per requested relation: images, how often both objects are present, how often the requested
     relation holds when they are, its chance level, and what relation was found instead.
     Returns {"relations": {relation: {...}}, "overall": {...}}."""
-    rows = [(p, placement(p, v.detections, config)) for p, v in zip(report.prompts, report.verdicts) if p.task == "position"]
+    rows = [
+        (p, placement(p, v.detections, config)) for p, v in zip(report.prompts, report.verdicts) if p.task == "position"
+    ]
     if not rows:
         raise ValueError("the report has no position prompts; expected a GenEval-mini report of the full or quick set")
     both = [(p.include[1].position[0], held) for p, (outcome, held) in rows if outcome == "both"]
@@ -59,22 +61,31 @@ def position_diagnosis(report: Report, config: EvalConfig = DEFAULT_EVAL) -> dic
             "found_given_both": dict(found.most_common()),
         }
     n_both = len(both)
-    overall = {"images": len(rows), "both_present": n_both / len(rows),
-               "holds_given_both": sum(r in h for r, h in both) / max(n_both, 1),
-               "chance_given_both": sum(out[r]["chance_given_both"] * out[r]["images"] for r in out) / len(rows)}
+    overall = {
+        "images": len(rows),
+        "both_present": n_both / len(rows),
+        "holds_given_both": sum(r in h for r, h in both) / max(n_both, 1),
+        "chance_given_both": sum(out[r]["chance_given_both"] * out[r]["images"] for r in out) / len(rows),
+    }
     return {"relations": out, "overall": overall}
 
 
 def diagnosis_table(diag: dict) -> str:
     """Markdown: one row per requested relation and one overall."""
-    lines = ["| requested | images | both objects present | relation holds (both present) | chance | most often found instead |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        "| requested | images | both objects present | relation holds (both present) | chance | most often found instead |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for rel, r in diag["relations"].items():
         instead = next((f"{k} ({v})" for k, v in r["found_given_both"].items() if k != rel), "-")
-        lines.append(f"| {rel} | {r['images']} | {r['both_present']:.2f} | {r['holds_given_both']:.2f} | "
-                     f"{r['chance_given_both']:.2f} | {instead} |")
+        lines.append(
+            f"| {rel} | {r['images']} | {r['both_present']:.2f} | {r['holds_given_both']:.2f} | "
+            f"{r['chance_given_both']:.2f} | {instead} |"
+        )
     o = diag["overall"]
-    lines.append(f"| overall | {o['images']} | {o['both_present']:.2f} | {o['holds_given_both']:.2f} | {o['chance_given_both']:.2f} | |")
+    lines.append(
+        f"| overall | {o['images']} | {o['both_present']:.2f} | {o['holds_given_both']:.2f} | {o['chance_given_both']:.2f} | |"
+    )
     return "\n".join(lines)
 
 
@@ -88,12 +99,16 @@ def run(models: tuple[str, ...] = ("S", "L"), out: str = "reports/position") -> 
 
     result = {m: position_diagnosis(read_report(repo_path(f"checkpoints/{m}/geneval_full.json"))) for m in models}
     out = repo_path(out)
-    write_json({"source": "checkpoints/<model>/geneval_full.json (4 images per prompt, seeds 0..)", "models": result},
-               out / "diagnosis.json")
-    text = ["# Position: both objects there? relation at chance?\n",
-            "From the shipped cards' per-image verdicts (GenEval-mini full set, 100 position prompts x 4 images); "
-            "`python -m lab.experiments.position`. Chance: how often the requested relation holds between the "
-            "same two objects in the images drawn for the other relations.\n"]
+    write_json(
+        {"source": "checkpoints/<model>/geneval_full.json (4 images per prompt, seeds 0..)", "models": result},
+        out / "diagnosis.json",
+    )
+    text = [
+        "# Position: both objects there? relation at chance?\n",
+        "From the shipped cards' per-image verdicts (GenEval-mini full set, 100 position prompts x 4 images); "
+        "`python -m lab.experiments.position`. Chance: how often the requested relation holds between the "
+        "same two objects in the images drawn for the other relations.\n",
+    ]
     text += [f"## {m}\n\n{diagnosis_table(d)}\n" for m, d in result.items()]
     Path(out / "README.md").write_text("\n".join(text))
     return result

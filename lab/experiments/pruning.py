@@ -74,7 +74,9 @@ class PruningExperimentConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # GenEval-mini's generation
     finetune: TrainConfig = field(default_factory=_recovery_finetune)  # the recovery fine-tune (init_from set here)
     finetune_methods: tuple[str, ...] = METHODS  # variants fine-tuned and scored again (the rest: before only)
-    scratch_model: str = ""  # an existing from-scratch model of the smallest pruned depth to compare with ("" = train one)
+    scratch_model: str = (
+        ""  # an existing from-scratch model of the smallest pruned depth to compare with ("" = train one)
+    )
     scratch: TrainConfig = field(default_factory=_from_scratch)  # training of that model when none is given
     # (init_from and steps are set here)
     scratch_steps: int = 0  # 0 = compute-matched (see compute_matched_steps); < 0 = no from-scratch model
@@ -107,8 +109,17 @@ def measure_importance(source: str | Path, cfg: PruningExperimentConfig, progres
     """Block importance of the source on the calibration prompts."""
     prompts = evenly_spaced_prompts(cfg.calibration_prompts, cfg.calibration_limit)
     c = cfg.calibration
-    return block_importance(load_pipeline(source), prompts, c.steps, c.guidance_scale, cfg.branches, cfg.seed,
-                            c.batch_size, source=str(source), progress=progress)
+    return block_importance(
+        load_pipeline(source),
+        prompts,
+        c.steps,
+        c.guidance_scale,
+        cfg.branches,
+        cfg.seed,
+        c.batch_size,
+        source=str(source),
+        progress=progress,
+    )
 
 
 def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir: str | Path | None = None) -> dict:
@@ -124,9 +135,14 @@ def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir:
     from lab.provenance import write_json
 
     # the score's settings, keyed as before the sampler was nested, so caches of earlier runs stay valid
-    settings = {"eval_prompts": cfg.eval_prompts, "eval_prompt_limit": cfg.eval_prompt_limit,
-                "images_per_prompt": cfg.images_per_prompt, "sample_steps": cfg.sampler.steps,
-                "guidance_scale": cfg.sampler.guidance_scale, "seed": cfg.seed}
+    settings = {
+        "eval_prompts": cfg.eval_prompts,
+        "eval_prompt_limit": cfg.eval_prompt_limit,
+        "images_per_prompt": cfg.images_per_prompt,
+        "sample_steps": cfg.sampler.steps,
+        "guidance_scale": cfg.sampler.guidance_scale,
+        "seed": cfg.seed,
+    }
     cached = None
     if cache_dir is not None:
         digest = hashlib.sha1(json.dumps(settings, sort_keys=True).encode())
@@ -137,8 +153,9 @@ def geneval_score(pipe_dir: str | Path, cfg: PruningExperimentConfig, cache_dir:
             stored = json.loads(cached.read_text())
             return {"overall": stored["overall"], "task_accuracy": stored["task_accuracy"]}
     prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.eval_prompt_limit)
-    report, _ = evaluate_pipeline(load_pipeline(pipe_dir), prompts, cfg.images_per_prompt, cfg.sampler, cfg.seed,
-                                  progress=False)
+    report, _ = evaluate_pipeline(
+        load_pipeline(pipe_dir), prompts, cfg.images_per_prompt, cfg.sampler, cfg.seed, progress=False
+    )
     score = {"overall": report.overall, "task_accuracy": report.task_accuracy}
     if cached is not None:
         write_json({**score, "pipeline": str(pipe_dir), "settings": settings}, cached)
@@ -170,12 +187,20 @@ def finetune_config(cfg: PruningExperimentConfig, init_from: str | Path) -> Trai
 
 def plan_variants(num: int, table: ImportanceTable, cfg: PruningExperimentConfig) -> list[dict]:
     """One dict per (depth, method): {"method", "depth", "kept"}, deepest first."""
-    return [{"method": m, "depth": d, "kept": select_blocks(num, d, m, table, cfg.seed)}
-            for d in target_depths(num, cfg.fractions) for m in cfg.methods]
+    return [
+        {"method": m, "depth": d, "kept": select_blocks(num, d, m, table, cfg.seed)}
+        for d in target_depths(num, cfg.fractions)
+        for m in cfg.methods
+    ]
 
 
-def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Path, cfg: PruningExperimentConfig,
-                 progress: bool = False) -> list[dict]:
+def run_variants(
+    source: str | Path,
+    table: ImportanceTable,
+    work_dir: str | Path,
+    cfg: PruningExperimentConfig,
+    progress: bool = False,
+) -> list[dict]:
     """Prunes and scores every variant of `plan_variants`; fine-tunes and scores again those whose
     method is in `cfg.finetune_methods`.
 
@@ -199,18 +224,30 @@ def run_variants(source: str | Path, table: ImportanceTable, work_dir: str | Pat
         key = tuple(v["kept"])
         run = Path(work_dir) / ("keep-" + "-".join(map(str, key)))
         if key not in done:
-            pruned = prune_pipeline_dir(pipe, run / "pruned", v["depth"], v["method"], table, cfg.seed,
-                                        {"source": str(source)})
+            pruned = prune_pipeline_dir(
+                pipe, run / "pruned", v["depth"], v["method"], table, cfg.seed, {"source": str(source)}
+            )
             before = geneval_score(pruned, cfg, scores)
-            done[key] = {"before": before["overall"], "after": None, "task_accuracy_before": before["task_accuracy"],
-                         "task_accuracy_after": None, "finetune_seconds": None, "pipeline": str(pruned),
-                         "compute": training_cost(pruned)}
+            done[key] = {
+                "before": before["overall"],
+                "after": None,
+                "task_accuracy_before": before["task_accuracy"],
+                "task_accuracy_after": None,
+                "finetune_seconds": None,
+                "pipeline": str(pruned),
+                "compute": training_cost(pruned),
+            }
         if v["method"] in cfg.finetune_methods and done[key]["after"] is None:
             tuned = finetune(cfg, run / "pruned", run / "finetune", progress)
             seconds = training_seconds(run / "finetune" / "train_log.jsonl", finetune_batch)
             after = geneval_score(tuned, cfg, scores)
-            done[key].update(after=after["overall"], task_accuracy_after=after["task_accuracy"],
-                             finetune_seconds=seconds, pipeline=str(tuned), compute=training_cost(tuned))
+            done[key].update(
+                after=after["overall"],
+                task_accuracy_after=after["task_accuracy"],
+                finetune_seconds=seconds,
+                pipeline=str(tuned),
+                compute=training_cost(tuned),
+            )
     return [{**v, **done[tuple(v["kept"])]} for v in plan]
 
 
@@ -231,8 +268,9 @@ def compute_matched_steps(source_block_images: int, depth: int, finetune_images:
     return math.ceil((source_block_images + depth * finetune_images) / (depth * batch_size))
 
 
-def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: PruningExperimentConfig,
-                progress: bool = False) -> dict | None:
+def run_scratch(
+    source: str | Path, depth: int, work_dir: str | Path, cfg: PruningExperimentConfig, progress: bool = False
+) -> dict | None:
     """The from-scratch comparison at `depth` blocks, scored like the pruned models: `cfg.scratch_model`
     when set (it must have `depth` blocks), else a fresh transformer (the source's frozen text encoder
     and VAE) trained for `cfg.scratch_steps` steps, or the compute-matched number when that is 0.
@@ -245,8 +283,10 @@ def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: Pruni
         model = repo_path(cfg.scratch_model)
         found = num_blocks(load_pipeline(model).transformer)
         if found != depth:
-            raise ValueError(f"scratch_model {cfg.scratch_model} has {found} blocks; the comparison needs {depth} "
-                             f"(the smallest pruned depth)")
+            raise ValueError(
+                f"scratch_model {cfg.scratch_model} has {found} blocks; the comparison needs {depth} "
+                f"(the smallest pruned depth)"
+            )
         score, compute = geneval_score(model, cfg, score_cache(work_dir)), training_cost(model)
         steps = None
         label = f"{cfg.scratch_model} from scratch"
@@ -265,12 +305,20 @@ def run_scratch(source: str | Path, depth: int, work_dir: str | Path, cfg: Pruni
         model = train(replace(base, init_from=str(init), steps=steps), run / "train", resume=False, progress=progress)
         score, compute = geneval_score(model, cfg, score_cache(work_dir)), depth * steps * base.batch_size
         label = f"{depth} blocks from scratch ({steps} steps)"
-    return {"label": label, "depth": depth, "steps": steps, "compute": compute, "score": score["overall"],
-            "task_accuracy": score["task_accuracy"], "pipeline": str(model)}
+    return {
+        "label": label,
+        "depth": depth,
+        "steps": steps,
+        "compute": compute,
+        "score": score["overall"],
+        "task_accuracy": score["task_accuracy"],
+        "pipeline": str(model),
+    }
 
 
-def run(cfg: PruningExperimentConfig, out: str | Path | None = None, mode: str | None = None,
-        progress: bool = False) -> dict:
+def run(
+    cfg: PruningExperimentConfig, out: str | Path | None = None, mode: str | None = None, progress: bool = False
+) -> dict:
     """All stages: importance (`cfg.importance_table`, else measured), the unpruned score, the
     variants, the from-scratch comparison. Rerun with the same `cfg.work_dir`, it redoes only what
     is missing. Writes `out/importance.json` and `out/metrics.json` when `out` is given (with
@@ -307,13 +355,27 @@ def scratch_depth(source: str | Path, cfg: PruningExperimentConfig) -> int:
     return min(target_depths(num_blocks(load_pipeline(source).transformer), cfg.fractions))
 
 
-def assemble_metrics(cfg: PruningExperimentConfig, source: str | Path, base: dict, table: ImportanceTable,
-                     variants: list[dict], scratch: dict | None) -> dict:
+def assemble_metrics(
+    cfg: PruningExperimentConfig,
+    source: str | Path,
+    base: dict,
+    table: ImportanceTable,
+    variants: list[dict],
+    scratch: dict | None,
+) -> dict:
     """The experiment's metrics dict (see `run`), with its summary."""
-    metrics = {"config": config_dict(cfg),
-               "source": {"path": str(source), "num_layers": table.num_blocks, "geneval": base["overall"],
-                          "task_accuracy": base["task_accuracy"]},
-               "importance": table.to_json(), "variants": variants, "scratch": [scratch] if scratch else []}
+    metrics = {
+        "config": config_dict(cfg),
+        "source": {
+            "path": str(source),
+            "num_layers": table.num_blocks,
+            "geneval": base["overall"],
+            "task_accuracy": base["task_accuracy"],
+        },
+        "importance": table.to_json(),
+        "variants": variants,
+        "scratch": [scratch] if scratch else [],
+    }
     metrics["summary"] = summarize(metrics)
     return metrics
 
@@ -343,9 +405,12 @@ def summarize(metrics: dict) -> dict:
     for stage in ("before", "after"):
         vs = {}
         for d in depths:
-            imp = [r[stage] for r in rows if r["depth"] == d and r["method"] == "importance" and r.get(stage) is not None]
-            naive = [r[stage] for r in rows
-                     if r["depth"] == d and r["method"] in NAIVE_METHODS and r.get(stage) is not None]
+            imp = [
+                r[stage] for r in rows if r["depth"] == d and r["method"] == "importance" and r.get(stage) is not None
+            ]
+            naive = [
+                r[stage] for r in rows if r["depth"] == d and r["method"] in NAIVE_METHODS and r.get(stage) is not None
+            ]
             if imp and naive:
                 vs[d] = {"importance": imp[0], "best_naive": max(naive), "margin": imp[0] - max(naive)}
         out["importance_vs_naive"][stage] = vs
@@ -364,9 +429,13 @@ def summarize(metrics: dict) -> dict:
     for s in metrics.get("scratch", []):
         if s["depth"] in imp_rows:
             pruned = score(imp_rows[s["depth"]])
-            out["scratch"][s["depth"]] = {"pruned": pruned, "scratch": s["score"], "margin": pruned - s["score"],
-                                          "pruned_compute": imp_rows[s["depth"]].get("compute"),
-                                          "scratch_compute": s.get("compute")}
+            out["scratch"][s["depth"]] = {
+                "pruned": pruned,
+                "scratch": s["score"],
+                "margin": pruned - s["score"],
+                "pruned_compute": imp_rows[s["depth"]].get("compute"),
+                "scratch_compute": s.get("compute"),
+            }
     if out["scratch"]:
         out["beats_scratch"] = all(v["margin"] > 0 for v in out["scratch"].values())
     return out
@@ -376,15 +445,19 @@ def summary_table(metrics: dict) -> str:
     """Markdown: one row per (depth, method) with GenEval-mini before and after the fine-tune, each
     against the unpruned model."""
     unpruned = metrics["source"]["geneval"]
-    lines = ["| depth | method | kept blocks | pruned | vs unpruned | + fine-tune | vs unpruned |",
-             "|---:|---|---|---:|---:|---:|---:|",
-             f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | – | – |"]
+    lines = [
+        "| depth | method | kept blocks | pruned | vs unpruned | + fine-tune | vs unpruned |",
+        "|---:|---|---|---:|---:|---:|---:|",
+        f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | – | – |",
+    ]
     for r in metrics["variants"]:
         after = "–" if r.get("after") is None else f"{r['after']:.3f}"
         gap = "–" if r.get("after") is None else f"{r['after'] - unpruned:+.3f}"
         kept = ",".join(map(str, r["kept"]))
-        lines.append(f"| {r['depth']} | {r['method']} | {kept} | {r['before']:.3f} | {r['before'] - unpruned:+.3f} "
-                     f"| {after} | {gap} |")
+        lines.append(
+            f"| {r['depth']} | {r['method']} | {kept} | {r['before']:.3f} | {r['before'] - unpruned:+.3f} "
+            f"| {after} | {gap} |"
+        )
     for s in metrics.get("scratch", []):
         lines.append(f"| {s['depth']} | {s['label']} | – | – | – | {s['score']:.3f} | {s['score'] - unpruned:+.3f} |")
     return "\n".join(lines) + "\n"
@@ -398,8 +471,16 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
 
     cfg, source = metrics["config"], metrics["source"]
     if stamp is None:
-        stamp = {"experiment": "pruning", "mode": metrics.get("mode", "?"), "model": source.get("label", source["path"]),
-                 "eval": f"{cfg['eval_prompts']} x{cfg['images_per_prompt']}", "finetune_steps": cfg["finetune"]["steps"]}
-    return {"importance_lines": plots.block_importance_lines(ImportanceTable.from_json(metrics["importance"]), stamp=stamp),
-            "pruning_curves": plots.pruning_curves(metrics["variants"], unpruned=source["geneval"],
-                                                   scratch=metrics["scratch"], stamp=stamp)}
+        stamp = {
+            "experiment": "pruning",
+            "mode": metrics.get("mode", "?"),
+            "model": source.get("label", source["path"]),
+            "eval": f"{cfg['eval_prompts']} x{cfg['images_per_prompt']}",
+            "finetune_steps": cfg["finetune"]["steps"],
+        }
+    return {
+        "importance_lines": plots.block_importance_lines(ImportanceTable.from_json(metrics["importance"]), stamp=stamp),
+        "pruning_curves": plots.pruning_curves(
+            metrics["variants"], unpruned=source["geneval"], scratch=metrics["scratch"], stamp=stamp
+        ),
+    }

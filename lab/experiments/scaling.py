@@ -86,8 +86,15 @@ def candidates(cfg: ScalingConfig, model: str, prompts: list[world.Prompt], prog
 
     texts = [p.text for p in prompts for _ in range(cfg.n_max)]
     seeds = benchmark_seeds(cfg.seed, len(prompts), cfg.n_max)
-    images, _ = generate_cached(lambda: resolve_model(model), texts, seeds, model_cache(cfg, model), cfg.sampler, progress,
-                                desc=f"candidates {model}")
+    images, _ = generate_cached(
+        lambda: resolve_model(model),
+        texts,
+        seeds,
+        model_cache(cfg, model),
+        cfg.sampler,
+        progress,
+        desc=f"candidates {model}",
+    )
     return images.reshape(len(prompts), cfg.n_max, *images.shape[1:])
 
 
@@ -165,20 +172,29 @@ def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True
     prompts = interleaved(world.load_prompts(cfg.prompts), cfg.prompt_limit)
     tasks = [p.task for p in prompts]
     judge = load_judge(cfg.judge)
-    metrics = {"config": config_dict(cfg) | {"sampler": config_dict(cfg.sampler)}, "judge": judge.name,
-               "num_prompts": len(prompts), "models": {}}
+    metrics = {
+        "config": config_dict(cfg) | {"sampler": config_dict(cfg.sampler)},
+        "judge": judge.name,
+        "num_prompts": len(prompts),
+        "models": {},
+    }
     all_scores, all_correct, all_tasks = [], [], []
     for model in cfg.models:
         images = candidates(cfg, model, prompts, progress)
         scores, correct = judge_all(judge, images, prompts)
         spec = model_spec(model)
         blocks = spec.depth or spec.source_layers  # from the config: no weights loaded
-        metrics["models"][model] = {"blocks": blocks, "curves": selection_curves(scores, correct, tasks, cfg.n_max, cfg.ns),
-                                    "reliability": reliability(scores, correct, np.repeat(tasks, cfg.n_max))}
+        metrics["models"][model] = {
+            "blocks": blocks,
+            "curves": selection_curves(scores, correct, tasks, cfg.n_max, cfg.ns),
+            "reliability": reliability(scores, correct, np.repeat(tasks, cfg.n_max)),
+        }
         all_scores.append(scores)
         all_correct.append(correct)
         all_tasks += np.repeat(tasks, cfg.n_max).tolist()
-    metrics["reliability"] = {"held_out": reliability(JudgeScores.concat(all_scores), np.concatenate(all_correct), all_tasks)}
+    metrics["reliability"] = {
+        "held_out": reliability(JudgeScores.concat(all_scores), np.concatenate(all_correct), all_tasks)
+    }
     if cfg.novel_per_prompt:
         metrics["reliability"]["novel"] = novel_reliability(cfg, judge, progress)
     metrics["steps_vs_candidates"] = steps_vs_candidates(cfg, prompts, metrics, progress)
@@ -199,8 +215,15 @@ def novel_reliability(cfg: ScalingConfig, judge, progress: bool) -> dict:
     model = cfg.models[0]
     texts = [p.text for p in novel for _ in range(cfg.novel_per_prompt)]
     seeds = benchmark_seeds(cfg.seed, len(novel), cfg.novel_per_prompt)
-    images, _ = generate_cached(lambda: resolve_model(model), texts, seeds, model_cache(cfg, model) / "novel", cfg.sampler,
-                                progress, desc=f"novel {model}")
+    images, _ = generate_cached(
+        lambda: resolve_model(model),
+        texts,
+        seeds,
+        model_cache(cfg, model) / "novel",
+        cfg.sampler,
+        progress,
+        desc=f"novel {model}",
+    )
     images = images.reshape(len(novel), cfg.novel_per_prompt, *images.shape[1:])
     scores, correct = judge_all(judge, images, novel)
     return reliability(scores, correct, np.repeat([p.task for p in novel], cfg.novel_per_prompt)) | {"model": model}
@@ -220,21 +243,39 @@ def steps_vs_candidates(cfg: ScalingConfig, prompts: list[world.Prompt], metrics
     steps_rows = []
     for steps in cfg.steps_sweep:
         sampler = replace(cfg.sampler, steps=steps)
-        images, _ = generate_cached(lambda: resolve_model(model), texts, seeds, model_cache(cfg, model) / f"steps{steps}", sampler,
-                                    progress, desc=f"{model} at {steps} steps")
+        images, _ = generate_cached(
+            lambda: resolve_model(model),
+            texts,
+            seeds,
+            model_cache(cfg, model) / f"steps{steps}",
+            sampler,
+            progress,
+            desc=f"{model} at {steps} steps",
+        )
         correct = np.array([v.correct for v in geneval.evaluate(images, prompts).verdicts], float)
-        steps_rows.append({"steps": steps, "nfe": nfe_per_image(sampler)} | overall_with_interval(correct, [p.task for p in prompts]))
+        steps_rows.append(
+            {"steps": steps, "nfe": nfe_per_image(sampler)} | overall_with_interval(correct, [p.task for p in prompts])
+        )
     curves = metrics["models"][model]["curves"]
-    by_selector = {sel: [r | {"nfe": r["n"] * nfe_per_image(cfg.sampler)} for r in curves[sel]] for sel in ("judge", "oracle")}
-    return {"model": model, "steps": steps_rows, "candidates": by_selector["judge"], "candidates_oracle": by_selector["oracle"]}
+    by_selector = {
+        sel: [r | {"nfe": r["n"] * nfe_per_image(cfg.sampler)} for r in curves[sel]] for sel in ("judge", "oracle")
+    }
+    return {
+        "model": model,
+        "steps": steps_rows,
+        "candidates": by_selector["judge"],
+        "candidates_oracle": by_selector["oracle"],
+    }
 
 
 def timing(cfg: ScalingConfig, judge, prompts: list[world.Prompt]) -> dict:
     """Seconds per generated image of each model (side by side) and per judged image."""
     per_model = seconds_per_image(cfg.models, cfg.sampler)
     sample = np.stack([world.render_prompt(p, i) for i, p in enumerate(prompts[:TIMING_BATCH])])
-    return {"generate_seconds_per_image": per_model,
-            "judge_seconds_per_image": judge_seconds_per_image(judge, sample, prompts[0].text)}
+    return {
+        "generate_seconds_per_image": per_model,
+        "judge_seconds_per_image": judge_seconds_per_image(judge, sample, prompts[0].text),
+    }
 
 
 def frontier(cfg: ScalingConfig, metrics: dict) -> list[dict]:
@@ -247,8 +288,16 @@ def frontier(cfg: ScalingConfig, metrics: dict) -> list[dict]:
         for r in m["curves"]["judge"]:
             n = r["n"]
             seconds = n * (t["generate_seconds_per_image"][model] + t["judge_seconds_per_image"])
-            rows.append({"model": model, "n": n, "blocks": m["blocks"], "seconds": seconds,
-                         "block_evaluations": n * nfe_per_image(cfg.sampler) * m["blocks"], "overall": r["overall"]})
+            rows.append(
+                {
+                    "model": model,
+                    "n": n,
+                    "blocks": m["blocks"],
+                    "seconds": seconds,
+                    "block_evaluations": n * nfe_per_image(cfg.sampler) * m["blocks"],
+                    "overall": r["overall"],
+                }
+            )
     for r in rows:
         r["pareto"] = not any(o["seconds"] <= r["seconds"] and o["overall"] > r["overall"] for o in rows if o is not r)
     return rows
@@ -286,7 +335,11 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
 
 def summary_table(metrics: dict) -> str:
     """Markdown: GenEval-mini overall (95% interval) per model and N, by selector."""
-    rows = ["| model | selector | " + " | ".join(f"N={r['n']}" for r in next(iter(metrics["models"].values()))["curves"]["judge"]) + " |"]
+    rows = [
+        "| model | selector | "
+        + " | ".join(f"N={r['n']}" for r in next(iter(metrics["models"].values()))["curves"]["judge"])
+        + " |"
+    ]
     rows.append("| --- | --- |" + " ---: |" * (rows[0].count("N=")))
     for model, m in metrics["models"].items():
         for selector, rs in m["curves"].items():
@@ -297,9 +350,14 @@ def summary_table(metrics: dict) -> str:
 
 def reliability_table(metrics: dict) -> str:
     """Markdown: the judge's agreement with the evaluator per task, for each split."""
-    rows = ["| split | task | pairs | yes rate | accuracy | balanced accuracy | AUC |", "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    rows = [
+        "| split | task | pairs | yes rate | accuracy | balanced accuracy | AUC |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
     for split, rel in metrics["reliability"].items():
         for task, r in (rel["tasks"] | {"overall": rel["overall"]}).items():
-            rows.append(f"| {split} | {task} | {r['n']} | {r['positives'] / max(r['n'], 1):.2f} | {r['accuracy']:.3f} | "
-                        f"{r['balanced_accuracy']:.3f} | {r['auc']:.3f} |")
+            rows.append(
+                f"| {split} | {task} | {r['n']} | {r['positives'] / max(r['n'], 1):.2f} | {r['accuracy']:.3f} | "
+                f"{r['balanced_accuracy']:.3f} | {r['auc']:.3f} |"
+            )
     return "\n".join(rows)

@@ -25,8 +25,10 @@ SHUFFLES = 200  # permutations for the independent-seeds reference
 
 def layout_seeds(n_prompts: int, k: int) -> dict[str, list[int]]:
     """Seeds per image (prompt-major, n_prompts x k) of the `distinct` and `shared` layouts."""
-    return {"distinct": [DISTINCT_BASE + i * k + j for i in range(n_prompts) for j in range(k)],
-            "shared": [SHARED_BASE + j for _ in range(n_prompts) for j in range(k)]}
+    return {
+        "distinct": [DISTINCT_BASE + i * k + j for i in range(n_prompts) for j in range(k)],
+        "shared": [SHARED_BASE + j for _ in range(n_prompts) for j in range(k)],
+    }
 
 
 def spread_stats(hits: np.ndarray, tasks: list[str], seed: int = 0) -> dict:
@@ -39,16 +41,27 @@ def spread_stats(hits: np.ndarray, tasks: list[str], seed: int = 0) -> dict:
         return float(np.mean([col[rows[t]].mean() for t in present]))
 
     p_k, k = hits.mean(), hits.shape[1]
-    binomial = np.sqrt(sum(hits[rows[t]].mean() * (1 - hits[rows[t]].mean()) / len(rows[t]) for t in present)) / len(present)
+    binomial = np.sqrt(sum(hits[rows[t]].mean() * (1 - hits[rows[t]].mean()) / len(rows[t]) for t in present)) / len(
+        present
+    )
     rng = np.random.default_rng(seed)
-    shuffled = [np.std([overall(c) for c in np.array([rng.permutation(h) for h in hits]).T], ddof=1) for _ in range(SHUFFLES)]
+    shuffled = [
+        np.std([overall(c) for c in np.array([rng.permutation(h) for h in hits]).T], ddof=1) for _ in range(SHUFFLES)
+    ]
     icc = {}
     for t in present:
         h = hits[rows[t]]
         between, within = k * h.mean(1).var(ddof=1), h.var(1, ddof=1).mean()
-        icc[t] = float((between - within) / (between + (k - 1) * within)) if between + (k - 1) * within > 0 else float("nan")
-    return {"mean": float(p_k), "sd_across_seed_sets": float(np.std([overall(hits[:, j]) for j in range(k)], ddof=1)),
-            "sd_binomial": float(binomial), "sd_independent_seeds": float(np.mean(shuffled)), "icc": icc}
+        icc[t] = (
+            float((between - within) / (between + (k - 1) * within)) if between + (k - 1) * within > 0 else float("nan")
+        )
+    return {
+        "mean": float(p_k),
+        "sd_across_seed_sets": float(np.std([overall(hits[:, j]) for j in range(k)], ddof=1)),
+        "sd_binomial": float(binomial),
+        "sd_independent_seeds": float(np.mean(shuffled)),
+        "icc": icc,
+    }
 
 
 def seed_variance(pipe, prompts: str = "quick", seeds_per_prompt: int = 6) -> dict:
