@@ -73,3 +73,20 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def launch_two_processes(script: str, *args: str):
+    """Runs tests/`script` ARGS as 2 processes under `accelerate launch` (one thread each) and returns
+    the CompletedProcess. `accelerate launch --cpu` starts a single process in accelerate 1.x;
+    `--multi_gpu` starts two through torchrun, and Accelerator(cpu=True) joins them over gloo."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--main_process_port", str(free_port()), "--mixed_precision", "no",
+               "--dynamo_backend", "no", str(tests / script), *args]  # fmt: skip
+    return subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tests.parent,
+                          env=os.environ | {"OMP_NUM_THREADS": "1"})  # fmt: skip

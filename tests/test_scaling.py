@@ -2,14 +2,10 @@
 the same result across processes, and clear errors on bad input."""
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import free_port
+from conftest import launch_two_processes
 
 from lab.bench.scaling import CountingJudge
 from lab.judge import JudgeScores, OracleJudge
@@ -93,35 +89,7 @@ def test_best_of_n_refuses_an_empty_prompt_and_an_unknown_selection(tiny_pipelin
 
 
 def test_two_processes_split_the_candidates_and_agree(tiny_pipeline_dir, tiny_pipeline, tmp_path):
-    worker = Path(__file__).with_name("scaling_worker.py")
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    # as in test_train: `--multi_gpu` starts two processes; they join over gloo on a CPU machine
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--main_process_port",
-            str(free_port()),
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(worker),
-            str(tiny_pipeline_dir),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=Path(__file__).parent.parent,
-    )
+    r = launch_two_processes("scaling_worker.py", str(tiny_pipeline_dir), str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     single = best_of_n(tiny_pipeline, "a photo of a circle", 5, OracleJudge(), seed=3, sampler=FAST)

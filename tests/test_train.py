@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import free_port
+from conftest import launch_two_processes
 
 from lab.checkpoint import atomic_directory
 from lab.model import load_pipeline
@@ -147,36 +147,7 @@ def test_ctrl_c_saves_a_checkpoint_at_a_step_boundary(tiny_vae_dir, tmp_path, wo
 
 
 def test_two_process_ddp_keeps_ranks_in_agreement(tiny_vae_dir, tmp_path):
-    worker = Path(__file__).with_name("ddp_worker.py")
-    env = os.environ | {"OMP_NUM_THREADS": "1"}
-    # `accelerate launch --cpu` starts a single process in accelerate 1.x; `--multi_gpu` starts two
-    # through torchrun, and the trainer's Accelerator(cpu=True) joins them over gloo on a CPU box.
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--main_process_port",
-            str(free_port()),
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(worker),
-            str(tiny_vae_dir),
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-        cwd=Path(__file__).parent.parent,
-    )
+    r = launch_two_processes("ddp_worker.py", str(tiny_vae_dir), str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     digests = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
     assert digests[0]["world_size"] == digests[1]["world_size"] == 2
