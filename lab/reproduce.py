@@ -265,9 +265,19 @@ def execute(nb: Notebook, mode: str, folder: str) -> dict:
         if running.exists():
             os.replace(running, failed)
         return {"name": name, "error": f"notebook {name} did not run: {type(e).__name__}: {' '.join(str(e).split())}"}
+    strip_checkout_paths(running)
     os.replace(running, folder / f"{name}.ipynb")
     failed.unlink(missing_ok=True)
     return {"name": name, "seconds": time.perf_counter() - started}
+
+
+def strip_checkout_paths(notebook: Path) -> None:
+    """Rewrites an executed notebook so paths inside the checkout (papermill's input and output
+    paths, printed file names) are relative to it: committed notebooks never carry one machine's
+    directories."""
+    root = str(REPO_ROOT)
+    text = notebook.read_text()
+    notebook.write_text(text.replace(root + os.sep, "").replace(root, "."))
 
 
 class _Inline(Executor):

@@ -69,6 +69,7 @@ def test_quick_came8bit_runs_end_to_end_then_skips_when_unchanged_and_force_reru
     folder = out / "came8bit"
     assert (folder / "came8bit.ipynb").is_file() and (folder / "metrics.json").is_file()
     assert list(folder.glob("*.png")), "the notebook drew no figure"
+    assert str(REPO_ROOT) not in (folder / "came8bit.ipynb").read_text(), "the executed notebook names this checkout"
     record = json.loads((folder / RECORD).read_text())
     assert record["inputs"]["parameters"] == {"mode": "quick", "out_dir": str(folder)} and record["wall_seconds"] > 0
     index = (out / report_index.INDEX).read_text()
