@@ -183,6 +183,7 @@ class JudgeTrainConfig:
     holdout_fraction: float = 0.1  # of the generated images, for the validation printed while training
     vision_steps: int = 1000  # stage 1: the vision tower learns the scene (see pretrain_vision); 0 = skip
     vision_lr: float = 2e-3
+    freeze_vision: bool = True  # stage 2 trains projector + decoder only (LLaVA's recipe), keeping stage 1's features
     steps: int = 2000  # stage 2: the whole judge answers yes/no
     batch_size: int = 64
     lr: float = 1e-3
@@ -227,19 +228,52 @@ def scene_targets(scene) -> np.ndarray:
     return np.concatenate([counts.ravel() / max(world.NUMBERS), centres.ravel()])
 
 
+PATCH_COVER = 1 / 8  # an object owns a patch when it covers at least this fraction of its pixels
+
+
+def patch_targets(scene, patch: int) -> tuple[np.ndarray, np.ndarray]:
+    """What each image token should know: the shape and the colour of the object that covers most of
+    its patch (at least PATCH_COVER of it), or "none" (index len(SHAPES) / len(COLORS)). Patches in
+    row-major order, as CLIP's patch tokens. Returns two ((64 / patch)^2,) int64 arrays."""
+    n, grid = world.IMAGE_SIZE, world.IMAGE_SIZE // patch
+    ys, xs = np.mgrid[0:n, 0:n] + 0.5
+    owner = np.full((n, n), -1)
+    for i, o in enumerate(scene.objects):  # later objects are drawn on top
+        owner[world.shape_mask(o.shape, xs, ys, o.cx, o.cy, o.size)] = i
+    blocks = owner.reshape(grid, patch, grid, patch).transpose(0, 2, 1, 3).reshape(grid * grid, patch * patch)
+    counts = np.stack([(blocks == i).sum(1) for i in range(len(scene.objects))], 1) if scene.objects else None
+    shapes = np.full(grid * grid, len(world.SHAPES))
+    colors = np.full(grid * grid, len(world.COLORS))
+    if counts is not None:
+        best = counts.argmax(1)
+        owned = counts.max(1) >= PATCH_COVER * patch * patch
+        names = list(world.COLORS)
+        for k in np.flatnonzero(owned):
+            o = scene.objects[best[k]]
+            shapes[k], colors[k] = world.SHAPES.index(o.shape), names.index(o.color)
+    return shapes, colors
+
+
 def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = True) -> list[float]:
-    """Stage 1: the vision tower's class token regresses `scene_targets` of blurred, noisy renders.
+    """Stage 1: the vision tower learns the scene from blurred, noisy renders: every patch token
+    classifies the shape and colour of the object on it (`patch_targets`), and the class token
+    regresses `scene_targets` (which shapes and colours, how many, where).
 
     Why: trained from scratch end to end, the tiny decoder learnt the answer's prior per prompt and
-    ignored the image (judge v2: the same P(yes) for a render, a white frame and another shape).
-    With a class token that summarises the scene (which shapes, colours, how many, where), the
-    decoder could read one token at a fixed place; the judge keeps it (`vision_feature_select_strategy
-    ="full"`). Measured: the regression learns (MSE 0.16 -> 0.018 in 1,000 steps), yet the shipped
-    judge still reads the image only weakly (its card). Returns the loss per step.
+    ignored the image (judge v2). With the class token alone (judge v4) the patch tokens stayed
+    nearly alike (features varied ~0.5% across images) and the judge still read the image weakly.
+    Patch tokens that name what is on them are what a decoder can match prompt words against.
+    Measured on single-shape prompts: patch-shape accuracy 0.92 after 300 steps. Returns the loss
+    per step.
     """
     vision = model.model.vision_tower
-    head = torch.nn.Linear(vision.config.hidden_size, len(scene_targets(world.Scene(()))))
-    opt = torch.optim.AdamW(list(vision.parameters()) + list(head.parameters()), lr=cfg.vision_lr)
+    hidden, patch = vision.config.hidden_size, vision.config.patch_size
+    heads = torch.nn.ModuleDict({
+        "scene": torch.nn.Linear(hidden, len(scene_targets(world.Scene(())))),
+        "shape": torch.nn.Linear(hidden, len(world.SHAPES) + 1),
+        "color": torch.nn.Linear(hidden, len(world.COLORS) + 1),
+    })  # fmt: skip
+    opt = torch.optim.AdamW(list(vision.parameters()) + list(heads.parameters()), lr=cfg.vision_lr)
     rng = np.random.default_rng(cfg.seed)
     losses = []
     for step in tqdm(range(cfg.vision_steps), desc="judge vision tower", disable=not progress):
@@ -250,9 +284,16 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
         images = [degraded_render(sc, rng) for sc in scenes]
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
         target = torch.as_tensor(np.stack([scene_targets(sc) for sc in scenes]))
+        shapes, colors = (torch.as_tensor(np.stack(t)) for t in zip(*(patch_targets(sc, patch) for sc in scenes)))
         for g in opt.param_groups:
             g["lr"] = cfg.vision_lr * min(1.0, (step + 1) / cfg.warmup_steps)
-        loss = F.mse_loss(head(vision(pixel_values=pixels).pooler_output), target)
+        out = vision(pixel_values=pixels)
+        tokens = out.last_hidden_state[:, 1:]  # (B, patches, hidden) after the class token
+        loss = (
+            F.mse_loss(heads["scene"](out.pooler_output), target)
+            + F.cross_entropy(heads["shape"](tokens).flatten(0, 1), shapes.flatten())
+            + F.cross_entropy(heads["color"](tokens).flatten(0, 1), colors.flatten())
+        )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -292,7 +333,10 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
     labels = torch.as_tensor(train.labels)
     pos = float(labels.float().mean())
     class_weight = torch.tensor([0.5 / (1 - pos), 0.5 / pos])  # each answer weighs half
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.freeze_vision and cfg.vision_steps:
+        model.model.vision_tower.requires_grad_(False)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trained, lr=cfg.lr, weight_decay=cfg.weight_decay)
     rng = np.random.default_rng(cfg.seed)
     out = Path(out)
     with atomic_directory(out) as tmp:
@@ -309,7 +353,7 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
             loss = answer_loss(judge, batch, labels[idx], class_weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
             row = {"loss": loss.item(), "lr": _lr(cfg, step)}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:

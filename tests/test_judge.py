@@ -186,3 +186,17 @@ print(type(model).__name__, logits.shape[0])
     assert r.stdout.split()[0] == "LlavaForConditionalGeneration"
     judge = VLMJudge.from_pretrained(out)
     assert json.loads((out / "config.json").read_text())["model_type"] == "llava" and judge.yes_ids
+
+
+def test_patch_targets_name_the_object_on_each_patch_and_none_elsewhere():
+    from lab import world
+    from lab.judge_train import patch_targets
+
+    scene = world.Scene((world.Object("square", "red", cx=12.0, cy=12.0, size=16.0),))  # covers pixels 4..20
+    shapes, colors = patch_targets(scene, patch=8)
+    grid = shapes.reshape(8, 8)
+    assert grid[0, 0] == grid[1, 1] == grid[2, 2] == world.SHAPES.index("square")
+    assert (grid[4:, :] == len(world.SHAPES)).all() and (grid[:, 4:] == len(world.SHAPES)).all()
+    assert set(colors[shapes == world.SHAPES.index("square")]) == {list(world.COLORS).index("red")}
+    empty_shapes, empty_colors = patch_targets(world.Scene(()), patch=8)
+    assert (empty_shapes == len(world.SHAPES)).all() and (empty_colors == len(world.COLORS)).all()
