@@ -184,12 +184,14 @@ def scaling_headline(m: dict) -> str:
 
     rows = []
     for model, t in m["targets"].items():
+        curve = sorted((r["n"], r["overall"]) for r in m["models"][model]["curves"]["judge"])
         rows.append(
             (
                 f"{model}: GenEval-mini rises with N",
                 "more candidates keep helping",
                 "monotone in N",
-                "",
+                " -> ".join(f"{v:.3f}" for _, v in curve)
+                + f" (N = {', '.join(str(n) for n, _ in curve)}; learned judge)",
                 t["monotone_in_n"],
             )
         )
