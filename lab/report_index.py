@@ -312,6 +312,14 @@ def section(nb: Notebook, root: Path) -> str:
     return "\n".join(out) + "\n"
 
 
+def run_mode(folder: Path, metrics: dict) -> str:
+    """The mode a result was run in: from its metrics, else from the `lab reproduce` record beside it."""
+    if "mode" in metrics:
+        return metrics["mode"]
+    record = _load(folder / RECORD) or {}
+    return record.get("inputs", {}).get("parameters", {}).get("mode", "?")
+
+
 def index_markdown(root: Path = REPORTS, mode: str = "full") -> str:
     """The whole index page for the experiments under `root`."""
     intro = [
@@ -329,7 +337,7 @@ def index_markdown(root: Path = REPORTS, mode: str = "full") -> str:
         status = (
             "not run yet"
             if metrics is None
-            else f"{metrics.get('mode', '?')} run, commit `{metrics.get('provenance', {}).get('commit', 'unknown')}`"
+            else f"{run_mode(root / nb.name, metrics)} run, commit `{metrics.get('provenance', {}).get('commit', 'unknown')}`"
         )
         toc.append(f"| [{nb.name}](#{nb.name}) | {nb.paper} | {status} |")
     return "\n".join(intro + toc) + "\n\n" + "\n".join(section(nb, root) for nb in REGISTRY.values())
