@@ -13,6 +13,7 @@ never drawn by the training sampler (a CoGenT-style held-out split).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from dataclasses import dataclass, field
@@ -256,14 +257,22 @@ def build_prompt_set(counts: dict[str, int], seed: int, novel: bool = False) -> 
 
 
 def task_probabilities(task_weights: tuple[float, ...]) -> np.ndarray:
-    """Relative weights per TASKS -> probabilities. Raises ValueError naming what is accepted."""
+    """Relative weights per TASKS -> probabilities (read-only). Raises ValueError naming what is accepted."""
+    return _task_probabilities(tuple(task_weights))
+
+
+@functools.lru_cache(maxsize=16)
+def _task_probabilities(task_weights: tuple[float, ...]) -> np.ndarray:
+    # cached: sample_training_prompt asks once per prompt, 512 times per training step at batch 512
     w = np.asarray(task_weights, dtype=np.float64)
     if w.shape != (len(TASKS),) or (w < 0).any() or w.sum() <= 0:
         raise ValueError(
             f"task_weights must be {len(TASKS)} non-negative numbers, not all 0, one per task "
-            f"{TASKS}; got {tuple(task_weights)}"
+            f"{TASKS}; got {task_weights}"
         )
-    return w / w.sum()
+    p = w / w.sum()
+    p.flags.writeable = False
+    return p
 
 
 def sample_training_prompt(rng: np.random.Generator, task_weights: tuple[float, ...] = ()) -> Prompt:
