@@ -201,9 +201,8 @@ class TrainConfig:
     checkpoint_every: int = 250
     text_max_length: int = 16  # prompt tokens (world prompts are <= 12 with BOS)
     task_weights: tuple[float, ...] = ()  # relative share of each world.TASKS in the data; () = uniform
-    data_workers: int | None = (
-        None  # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
-    )
+    # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
+    data_workers: int | None = None
 
     @property
     def flow(self) -> FlowConfig:

@@ -75,7 +75,12 @@ def main(argv: list[str] | None = None) -> dict:
         default=[],
         help="also time the real trainer with these render-worker counts (first = baseline), e.g. 0 1 2",
     )
-    ap.add_argument("--trainer-steps", type=int, default=30, help="steps per trainer run (the first 5 are not timed)")
+    ap.add_argument(
+        "--trainer-steps",
+        type=int,
+        default=30,
+        help=f"steps per trainer run (the first {TRAINER_WARMUP_STEPS} are not timed)",
+    )
     ap.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"], help="for the trainer runs")
     ap.add_argument("--out", default="reports/bench/train.json")
     args = ap.parse_args(argv)
