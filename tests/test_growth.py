@@ -191,16 +191,19 @@ def quick(**overrides):
     return preset(experiment.Config, "growth", "quick", **overrides)
 
 
+# grown vs scratch for 2 steps at batch 2, GenEval-mini on 6 prompts at 2 sampling steps: seconds on a CPU
+TWO_TINY_ARMS = dict(
+    arms=["grown", "scratch"],
+    train={"steps": 2, "batch_size": 2, "warmup_steps": 1},
+    eval_prompt_limit=6,
+    sampler={"steps": 2},
+    loss_window=1,
+)
+
+
 def test_growth_experiment_records_loss_and_geneval_for_every_arm(tmp_path):
     source = stand_in_dir(tmp_path)
-    cfg = quick(
-        arms=["grown", "scratch"],
-        train={"steps": 2, "batch_size": 2, "warmup_steps": 1},
-        eval_every=1,
-        eval_prompt_limit=6,
-        sampler={"steps": 2},
-        loss_window=1,
-    )
+    cfg = quick(**TWO_TINY_ARMS, eval_every=1)
     metrics = experiment.run_arms(source, tmp_path / "runs", cfg)
     blocks = SIZES[STAND_IN_SIZE].num_layers
     assert set(metrics["runs"]) == {"grown", "scratch"}
@@ -221,12 +224,8 @@ def test_growth_run_on_a_stand_in_writes_its_metrics_and_draws_both_figures(tmp_
         source=str(tmp_path / "no-such-S"),
         shipped="",
         work_dir=str(tmp_path / "work"),
-        arms=["grown", "scratch"],
-        train={"steps": 2, "batch_size": 2, "warmup_steps": 1},
         eval_every=2,
-        eval_prompt_limit=6,
-        sampler={"steps": 2},
-        loss_window=1,
+        **TWO_TINY_ARMS,
     )
     metrics = experiment.run(cfg, tmp_path / "out", mode="quick")
     assert metrics["source"]["label"].startswith("untrained tiny stand-in") and "shipped" not in metrics
