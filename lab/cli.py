@@ -215,9 +215,9 @@ def _train(args: argparse.Namespace) -> None:
     import yaml
 
     from lab.checkpoint import atomic_directory, claim_output_dir
-    from lab.config import config_dict, load_config
+    from lab.config import config_dict, load_config, with_defaults
     from lab.provenance import portable
-    from lab.train import TrainConfig, train
+    from lab.train import TrainConfig, new_blocks, train
     from lab.zoo import model_path
 
     init = str(model_path(args.init_from)) if args.init_from else None
@@ -230,13 +230,15 @@ def _train(args: argparse.Namespace) -> None:
         init_from=init,
         optimizer=args.optimizer,
     )
+    _usage(new_blocks, cfg)  # a scaled lr for grown blocks needs a grown init_from: say so before loading
 
     # A run directory is the same run when its config matches, steps aside (training on extends it).
+    # A field the record lacks was added to TrainConfig after the run began: it ran with the default.
     def identity(c: dict | None) -> dict | None:
         return None if c is None else {k: v for k, v in c.items() if k != "steps"}
 
     saved = args.out / "train_config.yaml"
-    recorded = identity(yaml.safe_load(saved.read_text())) if saved.is_file() else None
+    recorded = identity(with_defaults(TrainConfig, yaml.safe_load(saved.read_text()))) if saved.is_file() else None
     wanted = identity(yaml.safe_load(yaml.safe_dump(portable(config_dict(cfg)))))
     same = _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
     if same or not args.out.exists() or not any(args.out.iterdir()):
@@ -324,6 +326,29 @@ def _export(args: argparse.Namespace) -> None:
         args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts), args.images_per_prompt
     )
     print(f"exported {args.run} to {dest}: " + ", ".join(f"GenEval-mini {k} {v:.3f}" for k, v in scores.items()))
+
+
+def _snapshot(args: argparse.Namespace) -> None:
+    import json
+
+    from lab.checkpoint import atomic_directory, claim_output_dir
+    from lab.provenance import portable
+    from lab.train import checkpoint_pipeline
+
+    record = args.out / SNAPSHOT_RECORD
+    wanted = portable({"command": "snapshot", "run": str(args.run.resolve()), "ema": not args.raw})
+    recorded = json.loads(record.read_text()) if record.is_file() else None
+    if recorded is not None:  # a snapshot of the same run at another step is the same output, refreshed
+        recorded = {k: v for k, v in recorded.items() if k != "step"}
+    _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
+    pipe, step = _usage(checkpoint_pipeline, args.run, ema=not args.raw)
+    with atomic_directory(args.out) as tmp:
+        pipe.save_pretrained(tmp)
+        (tmp / SNAPSHOT_RECORD).write_text(json.dumps({**wanted, "step": step}, indent=2) + "\n")
+    print(f"wrote {args.out}: {args.run} at step {step} ({'raw' if args.raw else 'EMA'} weights)")
+
+
+SNAPSHOT_RECORD = "snapshot.json"  # beside a snapshot's pipeline: which run, which step
 
 
 def _grow(args: argparse.Namespace) -> None:
@@ -633,6 +658,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--images-per-prompt", type=positive, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)"
     )
+
+    p = command(
+        sub,
+        "snapshot",
+        _snapshot,
+        help="the model of a run at its latest checkpoint (e.g. still training) as a SanaPipeline directory",
+    )
+    p.add_argument("run", type=_existing, help="run directory written by lab train (its --out)")
+    p.add_argument("--out", type=_writable_target, required=True, help="SanaPipeline directory to write")
+    p.add_argument("--raw", action="store_true", help="the raw weights instead of the EMA ones")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds something else")
 
     p = command(sub, "grow", _grow, help="grow a model's depth (SANA 1.5 model growth); writes a complete SanaPipeline")
     p.add_argument("--model", type=_model, required=True, help="source SanaPipeline directory or name (e.g. S)")

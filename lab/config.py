@@ -2,6 +2,7 @@
 
 cfg = load_config(TrainConfig, "configs/S.yaml", steps=100)   # file, then overrides
 save_config(cfg, run_dir / "train_config.yaml")
+with_defaults(TrainConfig, yaml.safe_load(text))               # an older record, lacking newer fields
 """
 
 from __future__ import annotations
@@ -45,3 +46,25 @@ def save_config(cfg, path: str | Path) -> None:
 
 def config_dict(cfg) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(cfg).items()}
+
+
+def with_defaults(cls, recorded):
+    """A recorded config mapping (e.g. a run's `train_config.yaml`) with every field of dataclass
+    `cls` it lacks set to that field's default, as `config_dict` writes it.
+
+    A record written before a field was added then reads as the run it was (the field did not
+    exist, so the run used what is now its default). Keys `cls` does not know stay as they are,
+    so a record holding one still differs from any config of `cls`. Anything but a mapping is
+    returned unchanged.
+    """
+    if not isinstance(recorded, dict):
+        return recorded
+    missing = {}
+    for f in dataclasses.fields(cls):
+        if f.name in recorded:
+            continue
+        if f.default is not dataclasses.MISSING:
+            missing[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            missing[f.name] = f.default_factory()
+    return recorded | {k: list(v) if isinstance(v, tuple) else v for k, v in missing.items()}

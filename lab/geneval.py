@@ -184,12 +184,18 @@ def _check_requirement(req: Requirement, found, by_class, matched_groups, prompt
         # GenEval: every matched object must stand in the relation to every matched target.
         for obj in found:
             for tgt in matched_groups[target]:
-                strengths = world.relations_between(obj.box, tgt.box, config.relation_margin)
-                held = [r for r, s in strengths.items() if s > config.relation_strength]
+                held = relations_held(obj.box, tgt.box, config)
                 if relation not in held:
                     seen = " and ".join(held) if held else "not clearly placed relative to"
                     return f"expected {req.cls} {relation} {target_cls}, found it {seen} the {target_cls}"
     return ""
+
+
+def relations_held(box_a, box_b, config: EvalConfig = DEFAULT_EVAL) -> list[str]:
+    """GenEval's position rule: the relations of box A to box B (x0, y0, x1, y1 pixels) whose
+    strength exceeds `config.relation_strength`, in `world.RELATIONS` order."""
+    strengths = world.relations_between(box_a, box_b, config.relation_margin)
+    return [r for r, s in strengths.items() if s > config.relation_strength]
 
 
 def _count(n: int, cls: str) -> str:

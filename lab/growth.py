@@ -3,6 +3,7 @@
     deep = grow_depth(pipe.transformer, 60, "partial_preservation")   # 1.6B -> 4.8B: keep 18, add 42
     deep = grow_depth(pipe.transformer, 24, "cyclic", zero_init_copies=True)
     pipe_L = grow_pipeline(pipe_S, 24)                                 # same text encoder, VAE, scheduler
+    added_blocks("runs/L_init")                                        # [6, ..., 23]: what growth added
 
 SANA 1.5 trains its 60-block 4.8B model from the 20-block 1.6B instead of from scratch. The
 paper compares three ways to lay out the deep model's blocks (`growth_plan`):
@@ -217,6 +218,34 @@ def growth_record(
         "plan": growth_plan(source_layers, num_layers, strategy, keep),
         "commit": git_commit(),
     }
+
+
+def added_blocks(pipeline_dir: str | Path) -> list[int]:
+    """Indices of the blocks that growth added to the grown pipeline in `pipeline_dir`, read from
+    its `GROWTH_FILE`: the new identity blocks and the copies of a block placed earlier, ascending.
+    The rest are the kept source blocks, each at its first place in the plan.
+
+    Raises ValueError when the directory has no `GROWTH_FILE` or its plan cannot be read.
+    """
+    record_path = Path(pipeline_dir) / GROWTH_FILE
+    if not record_path.is_file():
+        raise ValueError(
+            f"{pipeline_dir} has no {GROWTH_FILE}: it is not a grown pipeline; expected one written by "
+            "`lab grow` (lab.growth.grow_pipeline_dir)"
+        )
+    plan = json.loads(record_path.read_text()).get("plan")
+    if not isinstance(plan, list) or not all(i is None or (isinstance(i, int) and i >= 0) for i in plan):
+        raise ValueError(
+            f"{record_path} holds no block plan ('plan': a list of source block indices or null); got {plan!r}"
+        )
+    seen: set[int] = set()
+    added = []
+    for position, index in enumerate(plan):
+        if index is None or index in seen:
+            added.append(position)
+        else:
+            seen.add(index)
+    return added
 
 
 def grow_pipeline_dir(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -177,7 +178,9 @@ class TrainCallbacks:
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run. Either `size` + `vae` (fresh transformer and text encoder) or `init_from`
-    (a pipeline directory: a trained, grown or pruned model, whose text encoder stays frozen)."""
+    (a pipeline directory: a trained, grown or pruned model, whose text encoder stays frozen).
+    From a grown pipeline, `new_block_lr_scale` trains the blocks growth added at lr x that scale
+    (0 freezes them; `new_blocks`), the rest at lr."""
 
     size: str = "S"  # lab.model.SIZES key, used when init_from is empty
     vae: str = "checkpoints/vae"  # AutoencoderDC directory, used when init_from is empty
@@ -203,6 +206,12 @@ class TrainConfig:
     task_weights: tuple[float, ...] = ()  # relative share of each world.TASKS in the data; () = uniform
     # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
     data_workers: int | None = None
+    new_block_lr_scale: float = 1.0  # lr x this for the blocks growth added (init_from's growth.json); 1 = one lr
+
+    def __post_init__(self):
+        scale = self.new_block_lr_scale
+        if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
+            raise ValueError(f"new_block_lr_scale={scale!r} is invalid; expected a finite number >= 0 (1 = one lr)")
 
     @property
     def flow(self) -> FlowConfig:
@@ -224,6 +233,50 @@ def _components(cfg: TrainConfig):
     torch.manual_seed(cfg.seed)
     pipe = build_pipeline(cfg.size, vae=AutoencoderDC.from_pretrained(vae))
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, cfg.train_text_encoder
+
+
+def new_blocks(cfg: TrainConfig) -> list[int]:
+    """Indices of the transformer blocks trained at lr x `new_block_lr_scale`: none at scale 1,
+    else the blocks growth added to `init_from` (`lab.growth.added_blocks`). Reads only growth.json.
+
+    Raises ValueError when the scale is not 1 and `init_from` is empty or not a grown pipeline.
+    """
+    scale = cfg.new_block_lr_scale
+    if scale == 1:
+        return []
+    from lab.growth import GROWTH_FILE, added_blocks
+    from lab.provenance import repo_path
+
+    needs = f"new_block_lr_scale={scale} needs init_from to be a grown pipeline (with {GROWTH_FILE}, from `lab grow`)"
+    if not cfg.init_from:
+        raise ValueError(f"{needs}; init_from is empty (or set new_block_lr_scale: 1)")
+    init = repo_path(cfg.init_from)
+    if not (init / GROWTH_FILE).is_file():
+        raise ValueError(f"{needs}; {cfg.init_from} has no {GROWTH_FILE} (or set new_block_lr_scale: 1)")
+    return added_blocks(init)
+
+
+def optimizer_params(cfg: TrainConfig, transformer, params: list) -> list:
+    """What the optimizer is built over: `params` itself at `new_block_lr_scale` 1 (one group, as
+    ever), else two groups, the parameters of `new_blocks(cfg)` with lr x scale and all others
+    with lr. Each group then carries "lr_scale", the multiple of the scheduled lr it gets (`train`
+    sets lr x lr_scale every step, so warm-up and decay scale both groups alike).
+    """
+    added = new_blocks(cfg)
+    if not added:
+        return params
+    blocks = transformer.transformer_blocks
+    if added[-1] >= len(blocks):
+        raise ValueError(
+            f"growth.json of init_from names added blocks {added} but its transformer has {len(blocks)} "
+            "blocks; new_block_lr_scale needs the pipeline as `lab grow` wrote it"
+        )
+    new = {id(p) for i in added for p in blocks[i].parameters()}
+    scale = float(cfg.new_block_lr_scale)
+    return [
+        {"params": [p for p in params if id(p) not in new], "lr_scale": 1.0},
+        {"params": [p for p in params if id(p) in new], "lr": cfg.lr * scale, "lr_scale": scale},
+    ]
 
 
 @contextlib.contextmanager
@@ -259,6 +312,7 @@ def train(
     from lab.optim import build_optimizer
 
     quiet_hub_logging()
+    new_blocks(cfg)  # refuses a scaled lr for grown blocks without a grown init_from, before loading anything
     out = Path(out)
     # cpu=True on GPU-less machines: accelerate then runs multi-process DDP over gloo
     acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
@@ -269,7 +323,8 @@ def train(
         text_encoder.eval()
     modules = {"transformer": transformer} | ({"text_encoder": text_encoder} if train_te else {})
     params = [p for m in modules.values() for p in m.parameters()]
-    optimizer = build_optimizer(cfg.optimizer, params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = optimizer_params(cfg, transformer, params)
+    optimizer = build_optimizer(cfg.optimizer, groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     ema = EMAModel(transformer.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
 
     ckpt = out / "checkpoint"
@@ -350,8 +405,8 @@ def train(
     with GracefulInterrupt() as interrupt:
         for step, (prompts, pixels) in batches:
             lr = lr_at(step, cfg)
-            for g in optimizer.param_groups:
-                g["lr"] = lr
+            for g in optimizer.param_groups:  # the scheduled lr, x the group's scale (new_block_lr_scale)
+                g["lr"] = lr * g.get("lr_scale", 1.0)
             gen = torch.Generator().manual_seed(stream_seed(cfg.seed, step, acc.process_index, NOISE_STREAM))
             with torch.no_grad():
                 latents = vae.encode(pixels.to(acc.device)).latent * scale
@@ -396,3 +451,39 @@ def train(
             current_pipeline().save_pretrained(tmp)
     acc.wait_for_everyone()
     return out / "pipeline"
+
+
+def checkpoint_pipeline(run_dir: str | Path, ema: bool = True):
+    """The model of a run at its latest checkpoint (`run_dir/checkpoint`), e.g. one still training:
+    the run's own components (`train_config.yaml`: a frozen text encoder is rebuilt exactly as the
+    run built it) with the checkpoint's weights, EMA weights when `ema` and the run keeps them.
+
+    Returns (SanaPipeline, step). Raises ValueError when `run_dir` holds no checkpoint.
+    """
+    import json
+
+    from diffusers import SanaPipeline
+    from diffusers.training_utils import EMAModel
+
+    from lab.config import load_config
+
+    run_dir = Path(run_dir)
+    ckpt = run_dir / "checkpoint"
+    if not (run_dir / "train_config.yaml").is_file() or not (ckpt / "state.json").is_file():
+        raise ValueError(
+            f"{run_dir} holds no training checkpoint; expected the --out of `lab train` after a checkpoint"
+        )
+    cfg = load_config(TrainConfig, run_dir / "train_config.yaml")
+    quiet_hub_logging()
+    tokenizer, text_encoder, vae, transformer, scheduler, train_te = _components(cfg)
+    for name, m in (("transformer", transformer),) + ((("text_encoder", text_encoder),) if train_te else ()):
+        m.load_state_dict(type(m).from_pretrained(ckpt / name).state_dict())
+    if ema and (ckpt / "ema.pt").is_file():
+        averaged = EMAModel(transformer.parameters(), decay=cfg.ema_decay)
+        averaged.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=False))
+        averaged.copy_to(transformer.parameters())
+    pipe = SanaPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe, json.loads((ckpt / "state.json").read_text())["step"]

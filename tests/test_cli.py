@@ -179,6 +179,40 @@ def test_train_refuses_a_run_folder_of_another_config_before_training(run_lab, t
     assert code == 2 and "--overwrite" in _one_line_error(err, "train") and not (out / "checkpoint").exists()
 
 
+def test_train_resumes_a_run_recorded_before_a_config_field_existed_and_refuses_a_real_difference(
+    tiny_vae_dir, run_lab, tmp_path, monkeypatch
+):
+    import yaml
+
+    import lab.train
+
+    config = tmp_path / "tiny.yaml"
+    fields = dict(size="tiny", vae=str(tiny_vae_dir), batch_size=2, warmup_steps=1, checkpoint_every=1, ema_decay=0.0)
+    config.write_text(yaml.safe_dump(fields))
+    out = tmp_path / "run"
+    assert run_lab("train", "--config", config, "--out", out, "--steps", 1)[0] == 0
+    recorded = yaml.safe_load((out / "train_config.yaml").read_text())
+    # as an older lab wrote it: without the fields TrainConfig gained since (they ran at their defaults)
+    older = {k: v for k, v in recorded.items() if k not in ("new_block_lr_scale", "task_weights", "data_workers")}
+    (out / "train_config.yaml").write_text(yaml.safe_dump(older, sort_keys=False))
+
+    resumed = []
+    real_train = lab.train.train
+    monkeypatch.setattr(
+        lab.train, "train", lambda cfg, o, resume=True: resumed.append(resume) or real_train(cfg, o, resume)
+    )
+    assert run_lab("train", "--config", config, "--out", out, "--steps", 2)[0] == 0
+    assert resumed == [True] and [json.loads(line)["step"] for line in open(out / "train_log.jsonl")] == [1, 2]
+
+    for record, named in [
+        ({**older, "lr": 0.5}, "lr: 0.5 there"),
+        ({**older, "nosuch": 1}, "nosuch: 1 there, None now"),
+    ]:
+        (out / "train_config.yaml").write_text(yaml.safe_dump(record))
+        code, _, err = run_lab("train", "--config", config, "--out", out, "--steps", 3)
+        assert code == 2 and named in _one_line_error(err, "train") and resumed == [True]
+
+
 # --- paths and names ---------------------------------------------------------------------------------
 
 
@@ -207,3 +241,34 @@ def test_a_shipped_model_loads_pruned_by_name():
 def test_bad_model_specs_name_what_is_accepted(spec, message):
     with pytest.raises(ValueError, match=message):
         zoo.model_spec(spec)
+
+
+def test_snapshot_writes_the_runs_checkpoint_as_a_pipeline_with_its_frozen_encoder_and_refreshes_itself(
+    tiny_vae_dir, run_lab, tmp_path
+):
+    import torch
+    import yaml
+
+    from lab.model import load_pipeline
+
+    config = tmp_path / "tiny.yaml"
+    fields = dict(size="tiny", vae=str(tiny_vae_dir), batch_size=2, warmup_steps=1, checkpoint_every=1)
+    config.write_text(yaml.safe_dump({**fields, "ema_decay": 0.9, "train_text_encoder": False}))
+    run, snap = tmp_path / "run", tmp_path / "snap"
+    assert run_lab("snapshot", run, "--out", snap)[0] == 2  # no run there yet
+    assert run_lab("train", "--config", config, "--out", run, "--steps", 2)[0] == 0
+    code, out, _ = run_lab("snapshot", run, "--out", snap)
+    assert code == 0 and "at step 2 (EMA weights)" in out
+    finished = load_pipeline(run / "pipeline")  # the trainer's own export of the same EMA weights
+    snapshot = load_pipeline(snap)
+    for a, b in [(finished.transformer, snapshot.transformer), (finished.text_encoder, snapshot.text_encoder)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert json.loads((snap / "snapshot.json").read_text())["step"] == 2
+    assert run_lab("train", "--config", config, "--out", run, "--steps", 3)[0] == 0
+    assert run_lab("snapshot", run, "--out", snap)[0] == 0  # the same run's newer step replaces it
+    assert json.loads((snap / "snapshot.json").read_text())["step"] == 3
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    code, _, err = run_lab("snapshot", run, "--out", other)
+    assert code == 2 and "--overwrite" in _one_line_error(err, "snapshot") and (other / "notes.txt").is_file()

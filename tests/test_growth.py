@@ -152,6 +152,25 @@ def test_growing_something_that_is_not_a_sana_transformer_raises_a_type_error(ti
         grow_depth(torch.nn.Linear(2, 2), 6)
 
 
+@pytest.mark.parametrize(
+    "strategy, added", [("partial_preservation", [1, 2, 3, 4]), ("cyclic", [3, 4]), ("block_replication", [1, 3])]
+)
+def test_added_blocks_are_the_grown_blocks_that_are_no_kept_source_block(tmp_path, strategy, added):
+    from lab.growth import added_blocks, growth_record
+
+    # 3 source blocks grown to 5: partial preservation keeps 1 ([0, -, -, -, -]), cyclic [0, 1, 2, 0, 1],
+    # block replication [0, 0, 1, 1, 2]
+    (tmp_path / GROWTH_FILE).write_text(json.dumps(growth_record("S", 3, 5, strategy)))
+    assert added_blocks(tmp_path) == added
+
+
+def test_added_blocks_of_a_pipeline_that_was_not_grown_is_an_error_naming_growth_json(tiny_pipeline_dir):
+    from lab.growth import added_blocks
+
+    with pytest.raises(ValueError, match=f"has no {GROWTH_FILE}.*lab grow"):
+        added_blocks(tiny_pipeline_dir)
+
+
 def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_dir, tmp_path, capsys, run_lab):
     from diffusers import SanaPipeline
 

@@ -168,6 +168,67 @@ def test_trainer_runs_and_resumes_with_every_optimizer(tiny_vae_dir, tmp_path, o
 
 
 # ----------------------------------------------------------------------------------------------
+# new_block_lr_scale: the blocks growth added at a multiple of the lr
+
+
+@pytest.fixture
+def grown_dir(tiny_pipeline_dir, tmp_path):
+    """tiny (2 blocks) grown to 3 by partial preservation: block 0 kept, blocks 1 and 2 added."""
+    from lab.growth import grow_pipeline_dir
+
+    return grow_pipeline_dir(tiny_pipeline_dir, tmp_path / "grown", 3)
+
+
+def grown_config(grown_dir, **kw):
+    base = dict(init_from=str(grown_dir), steps=3, batch_size=2, warmup_steps=1, checkpoint_every=2, ema_decay=0.0)
+    return TrainConfig(**(base | kw))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "came"])
+def test_new_blocks_at_lr_scale_0_stay_as_grown_while_kept_blocks_train(grown_dir, tmp_path, optimizer):
+    train(grown_config(grown_dir, optimizer=optimizer, new_block_lr_scale=0.0), tmp_path / "run", progress=False)
+    before = load_pipeline(grown_dir).transformer.state_dict()
+    after = transformer_weights(tmp_path / "run")
+    added = [k for k in before if k.startswith(("transformer_blocks.1.", "transformer_blocks.2."))]
+    kept = [k for k in before if k.startswith("transformer_blocks.0.")]
+    assert added and all(torch.equal(before[k], after[k]) for k in added)
+    assert any(not torch.equal(before[k], after[k]) for k in kept)
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "came8bit"])
+def test_both_lr_groups_follow_the_schedule_and_resume_exactly(grown_dir, tmp_path, optimizer):
+    from lab.schedule import lr_at
+
+    cfg = grown_config(grown_dir, steps=4, new_block_lr_scale=3.0, lr=1e-3, optimizer=optimizer)
+    train(cfg, tmp_path / "straight", progress=False)
+    train(replace(cfg, steps=2), tmp_path / "resumed", progress=False)
+    groups = torch.load(tmp_path / "resumed" / "checkpoint" / "optimizer.pt", weights_only=False)["param_groups"]
+    assert [g["lr"] for g in groups] == [lr_at(1, cfg), 3.0 * lr_at(1, cfg)]  # as set for the last step, 2
+    train(cfg, tmp_path / "resumed", progress=False)
+    a, b = transformer_weights(tmp_path / "straight"), transformer_weights(tmp_path / "resumed")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_lr_scale_1_builds_the_one_group_of_before(grown_dir):
+    from lab.train import optimizer_params
+
+    params = list(load_pipeline(grown_dir).transformer.parameters())
+    assert optimizer_params(grown_config(grown_dir), None, params) is params
+
+
+def test_new_block_lr_scale_is_refused_without_a_grown_init_from_or_below_zero(
+    tiny_vae_dir, tiny_pipeline_dir, tmp_path
+):
+    with pytest.raises(ValueError, match="new_block_lr_scale=0.5 needs init_from .*init_from is empty"):
+        train(tiny_config(tiny_vae_dir, new_block_lr_scale=0.5), tmp_path / "fresh", progress=False)
+    with pytest.raises(ValueError, match=r"new_block_lr_scale=0.5 needs init_from .* has no growth\.json"):
+        train(grown_config(tiny_pipeline_dir, new_block_lr_scale=0.5), tmp_path / "plain", progress=False)
+    with pytest.raises(ValueError, match="new_block_lr_scale=-1.0 is invalid; expected a finite number >= 0"):
+        TrainConfig(new_block_lr_scale=-1.0)
+    assert not any(tmp_path.iterdir())  # refused before anything was written
+
+
+# ----------------------------------------------------------------------------------------------
 # One training step, shared with the benchmarks; callbacks
 
 

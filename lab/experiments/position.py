@@ -13,10 +13,15 @@ relation.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 
+import numpy as np
+import torch
+import torch.nn.functional as F
+
 from lab import world
-from lab.geneval import DEFAULT_EVAL, EvalConfig, Report
+from lab.geneval import DEFAULT_EVAL, EvalConfig, Report, relations_held
 
 UNCLEAR = "unclear"  # both objects present, no relation strong enough
 
@@ -32,8 +37,7 @@ def placement(prompt: world.Prompt, detections, config: EvalConfig = DEFAULT_EVA
     missing = [name for name, cls in (("A", a), ("B", b)) if cls not in best]
     if missing:
         return ("missing both" if len(missing) == 2 else f"missing {missing[0]}"), set()
-    strengths = world.relations_between(best[a].box, best[b].box, config.relation_margin)
-    return "both", {r for r, s in strengths.items() if s > config.relation_strength}
+    return "both", set(relations_held(best[a].box, best[b].box, config))
 
 
 def position_diagnosis(report: Report, config: EvalConfig = DEFAULT_EVAL) -> dict:
@@ -89,30 +93,320 @@ def diagnosis_table(diag: dict) -> str:
     return "\n".join(lines)
 
 
-def run(models: tuple[str, ...] = ("S", "L"), out: str = "reports/position") -> dict:
-    """The diagnosis of each shipped model's card verdicts (`checkpoints/<model>/geneval_full.json`),
-    written to `out/diagnosis.json` and `out/README.md`. `python -m lab.experiments.position`."""
+# --------------------------------------------------------------------------------------------
+# Mechanism: does the relation reach the transformer, and does the layout follow it?
+
+OPPOSITES = (("left of", "right of"), ("above", "below"))  # one pair per axis: x, then y
+SHAPE_PAIRS = tuple((a, b) for a in world.SHAPES for b in world.SHAPES if a != b)
+
+
+def relation_prompts(shapes: tuple[str, str], relation: str) -> str:
+    """GenEval's position prompt "a photo of a A <relation> a B" (the training template)."""
+    return world.make_prompt("position", shapes, relation=relation).text
+
+
+def relation_token_similarity(tokenizer, text_encoder, pairs=SHAPE_PAIRS) -> dict:
+    """How alike the text encoder's outputs are for opposite relations, per axis: the mean cosine
+    similarity between "a A left of a B" and "a A right of a B" (and above/below) at the relation's
+    first word and at the last prompt token, over the shape pairs. 1.0 means the encoder passes no
+    difference on to the transformer; a fresh random encoder gives about 0.8-0.9.
+
+    Returns {"left/right": {"relation_token": c, "last_token": c}, "above/below": {...}}.
+    """
+    from lab.model import encode_text
+
+    out = {}
+    for first, second in OPPOSITES:
+        texts = [relation_prompts(p, r) for p in pairs for r in (first, second)]
+        ids = tokenizer([t.lower() for t in texts], add_special_tokens=True)["input_ids"]
+        with torch.no_grad():
+            embeds, mask = encode_text(tokenizer, text_encoder, texts)
+        lengths = mask.sum(1)
+        word = [tokenizer.convert_tokens_to_ids(r.split()[0]) for r in (first, second)]
+        at_relation = torch.tensor([row.index(word[i % 2]) for i, row in enumerate(ids)])
+        rows = torch.arange(len(texts))
+        cos = {}
+        for name, index in (("relation_token", at_relation), ("last_token", lengths - 1)):
+            v = embeds[rows, index].float()
+            cos[name] = float(F.cosine_similarity(v[0::2], v[1::2], dim=-1).mean())
+        out[f"{first.split()[0]}/{second.split()[0]}"] = cos
+    return out
+
+
+def _ink(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, 3) uint8 -> (N, H, W) float "ink": 0 on the white background, 1 on black."""
+    return 1.0 - images.astype(np.float64).mean(-1) / 255.0
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.ravel() - a.mean(), b.ravel() - b.mean()
+    denom = np.sqrt((a * a).sum() * (b * b).sum())
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
+
+
+def world_layout(prompt: str, scenes: int, seed: int = 0) -> np.ndarray:
+    """Mean ink of `scenes` world renders of `prompt` (H, W): where the training data puts ink."""
+    return _ink(np.stack([world.render_prompt(prompt, seed + i) for i in range(scenes)])).mean(0)
+
+
+def predicted_layout(pipe, prompts: list[str], noises: int, sigma: float, guidance_scale: float, seed: int = 0):
+    """Mean ink of the model's one-step prediction of the clean image at noise level `sigma` (0..1],
+    per prompt, over `noises` noise draws (the same draws for every prompt): (P, H, W).
+
+    At sigma = 1 (the sampler's first step, pure noise) the flow-matching prediction x0 = x_t - v is
+    the model's expected image for the prompt and that noise: averaged over noises, it shows where
+    the model intends to put each object before any detail exists.
+    """
+    from lab.explorer import decode_latents
+    from lab.model import text_max_length
+    from lab.sampling import human_instruction, native_resolution
+
+    transformer, device = pipe.transformer, pipe._execution_device
+    cfg = guidance_scale > 1.0
+    texts = [p for p in prompts for _ in range(noises)]
+    with torch.no_grad():
+        embeds, mask, neg, neg_mask = pipe.encode_prompt(
+            texts,
+            cfg,
+            device=device,
+            max_sequence_length=text_max_length(pipe.tokenizer),
+            complex_human_instruction=human_instruction(pipe),
+        )
+        side = native_resolution(pipe) // pipe.vae_scale_factor
+        g = torch.Generator("cpu").manual_seed(seed)
+        noise = torch.randn((noises, transformer.config.in_channels, side, side), generator=g)
+        noise = noise.repeat(len(prompts), 1, 1, 1).to(device)
+        x = sigma * noise  # x_t = (1 - s) x0 + s noise with the unknown x0 taken as 0: exact at s = 1
+        t = torch.full((len(texts),), sigma * 1000.0, device=device)
+        dtype = transformer.dtype
+
+        def velocity(e, m):
+            return transformer(
+                x.to(dtype), encoder_hidden_states=e.to(dtype), encoder_attention_mask=m, timestep=t, return_dict=False
+            )[0].float()
+
+        v = velocity(embeds, mask)
+        if cfg:
+            v_uncond = velocity(neg, neg_mask)
+            v = v_uncond + guidance_scale * (v - v_uncond)
+        x0 = x - sigma * v
+    ink = _ink(decode_latents(pipe, x0))
+    return ink.reshape(len(prompts), noises, *ink.shape[1:]).mean(1)
+
+
+def relation_sensitivity(
+    pipe,
+    pairs=SHAPE_PAIRS,
+    noises: int = 8,
+    sigma: float = 1.0,
+    guidance_scale: float = 4.5,
+    scenes: int = 256,
+    seed: int = 0,
+) -> dict:
+    """Does the model's layout move with the relation the way the world's does? `layout_agreement`
+    of the model's predicted layouts (`predicted_layout`) for every shape pair and relation.
+    Returns {"left/right": {"model": r, "world_split_half": r}, "above/below": {...}}."""
+    out = {}
+    for first, second in OPPOSITES:
+        texts = [relation_prompts(p, r) for p in pairs for r in (first, second)]
+        layouts = predicted_layout(pipe, texts, noises, sigma, guidance_scale, seed)
+        out[f"{first.split()[0]}/{second.split()[0]}"] = layout_agreement(layouts, texts, scenes, seed)
+    return out
+
+
+def layout_agreement(layouts: np.ndarray, texts: list[str], scenes: int = 256, seed: int = 0) -> dict:
+    """How the difference between the layouts of a relation and its opposite matches the world's.
+
+    Args:
+        layouts: (2P, H, W) ink maps for `texts`, which alternate a relation and its opposite
+            ("A left of B", "A right of B", ...).
+        scenes: world renders per prompt for the world's mean layouts.
+    Returns {"model": r, "world_split_half": r}: the pixel correlation of the model's difference
+    (relation minus opposite) with the world's, averaged over pairs; near 1 when the model places
+    A and B as the relation says, near 0 when the relation does not move the layout. The world's
+    split-half correlation (two independent sets of `scenes` renders) is the most the measure can
+    show with that many scenes.
+    """
+    worlds = [np.stack([world_layout(t, scenes, s) for t in texts]) for s in (seed, seed + scenes)]
+    diffs = [a[0::2] - a[1::2] for a in (layouts, *worlds)]
+    return {
+        "model": float(np.mean([_correlation(m, w) for m, w in zip(diffs[0], diffs[1])])),
+        "world_split_half": float(np.mean([_correlation(a, b) for a, b in zip(diffs[1], diffs[2])])),
+    }
+
+
+def mechanism(pipe, scenes: int = 256, noises: int = 8) -> dict:
+    """Both measures of one pipeline: {"encoder": relation_token_similarity, "layout":
+    relation_sensitivity}."""
+    return {
+        "encoder": relation_token_similarity(pipe.tokenizer, pipe.text_encoder),
+        "layout": relation_sensitivity(pipe, noises=noises, scenes=scenes),
+    }
+
+
+def mechanism_table(rows: dict[str, dict]) -> str:
+    """Markdown: one row per model of `mechanism` results (a row without "layout" shows only its encoder)."""
+    lines = [
+        "| model | encoder cosine, left/right (relation token / last token) | encoder cosine, above/below | "
+        "layout follows left/right, above/below (world ceiling) |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, m in rows.items():
+        enc = [f"{m['encoder'][a]['relation_token']:.3f} / {m['encoder'][a]['last_token']:.3f}" for a in m["encoder"]]
+        lay = m.get("layout")
+        follows = (
+            ", ".join(f"{v['model']:.3f}" for v in lay.values())
+            + " ("
+            + ", ".join(f"{v['world_split_half']:.2f}" for v in lay.values())
+            + ")"
+            if lay
+            else "-"
+        )
+        lines.append(f"| {name} | {enc[0]} | {enc[1]} | {follows} |")
+    return "\n".join(lines)
+
+
+def run(
+    models: tuple[str, ...] = ("S", "L"),
+    runs: tuple[str, ...] = ("checkpoints/in_progress/S_v2",),
+    out: str = "reports/position",
+) -> dict:
+    """The diagnosis of each shipped model's card verdicts (`checkpoints/<model>/geneval_full.json`)
+    and the mechanism measures of those models, of each training run in `runs` at its latest
+    checkpoint (EMA weights; `lab.train.checkpoint_pipeline`) and of a fresh untrained S encoder
+    (seed 0: the frozen encoder of a run with `train_text_encoder: false`). Written to
+    `out/diagnosis.json` and `out/README.md`. `python -m lab.experiments.position`."""
     from pathlib import Path
 
     from lab.geneval import read_report
+    from lab.model import build_pipeline
     from lab.provenance import repo_path, write_json
+    from lab.train import checkpoint_pipeline
+    from lab.zoo import resolve_model
 
     result = {m: position_diagnosis(read_report(repo_path(f"checkpoints/{m}/geneval_full.json"))) for m in models}
+    measured = {m: mechanism(resolve_model(m)) for m in models}
+    for r in runs:
+        if (repo_path(r) / "checkpoint").is_dir():
+            pipe, step = checkpoint_pipeline(repo_path(r))
+            measured[f"{Path(r).name} at step {step} (EMA)"] = mechanism(pipe)
+    torch.manual_seed(0)  # lab.train builds a fresh model so: this is the frozen encoder of such runs
+    fresh = build_pipeline("S")
+    measured["fresh S encoder (seed 0)"] = {"encoder": relation_token_similarity(fresh.tokenizer, fresh.text_encoder)}
     out = repo_path(out)
     write_json(
-        {"source": "checkpoints/<model>/geneval_full.json (4 images per prompt, seeds 0..)", "models": result},
+        {
+            "source": "checkpoints/<model>/geneval_full.json (4 images per prompt, seeds 0..)",
+            "models": result,
+            "mechanism": measured,
+        },
         out / "diagnosis.json",
     )
     text = [
-        "# Position: both objects there? relation at chance?\n",
+        "# Position: both objects there? relation at chance? does the relation reach the model?\n",
         "From the shipped cards' per-image verdicts (GenEval-mini full set, 100 position prompts x 4 images); "
         "`python -m lab.experiments.position`. Chance: how often the requested relation holds between the "
         "same two objects in the images drawn for the other relations.\n",
     ]
     text += [f"## {m}\n\n{diagnosis_table(d)}\n" for m, d in result.items()]
+    text += [
+        "## Mechanism\n",
+        "Encoder cosine (`relation_token_similarity`): how alike the text encoder's outputs are for "
+        '"a photo of a A left of a B" and "... right of ..." (and above/below), at the relation word and '
+        "at the last token, mean over the 12 ordered shape pairs; 1.000 means the transformer receives no "
+        "difference. Layout (`relation_sensitivity`): the model's one-step prediction of the image from "
+        "pure noise (the sampler's first step, CFG 4.5, mean of 8 noises), relation minus opposite, "
+        "correlated over pixels with the same difference of 256 world renders per prompt; in brackets "
+        "the world's own split-half correlation, the most this can show.\n",
+        mechanism_table(measured) + "\n",
+    ]
     Path(out / "README.md").write_text("\n".join(text))
-    return result
+    return {"diagnosis": result, "mechanism": measured}
+
+
+PILOT_ARMS = {"frozen encoder": False, "joint encoder": True}  # arm -> train_text_encoder
+PILOT_CONFIG = "configs/position_pilot.yaml"
+
+
+def encoder_pilot(
+    config: str = PILOT_CONFIG, out: str = "runs/position_pilot", every: int = 200, scenes: int = 256
+) -> dict:
+    """Trains the pilot's two arms (`PILOT_ARMS`: the text encoder frozen at initialisation, or trained
+    jointly) from the same TrainConfig and measures `mechanism` every `every` steps of each.
+
+    Returns {arm: [(step, mechanism), ...]}, also written to `out/pilot.json` (resumable: each arm
+    is a `lab train` run directory under `out`)."""
+    import dataclasses
+    from pathlib import Path
+
+    from lab.config import load_config
+    from lab.provenance import repo_path, write_json
+    from lab.train import TrainCallbacks, TrainConfig, train
+
+    base = load_config(TrainConfig, repo_path(config))
+    out = Path(out)
+    results_path = out / "pilot.json"
+    done = json.loads(results_path.read_text())["arms"] if results_path.is_file() else {}
+    results = {}
+    for arm, joint in PILOT_ARMS.items():
+        points = [tuple(p) for p in done.get(arm, [])]  # a resumed arm keeps what it measured before
+        cfg = dataclasses.replace(base, train_text_encoder=joint)
+
+        def measure(step, pipe, points=points, arm=arm):
+            points[:] = [p for p in points if p[0] < step] + [(step, mechanism(pipe, scenes=scenes))]
+            write_json({"config": str(config), "arms": {**results, arm: points}}, results_path)
+
+        train(cfg, out / arm.replace(" ", "_"), callbacks=TrainCallbacks(evaluate=measure, evaluate_every=every))
+        results[arm] = points
+    write_json({"config": str(config), "arms": results}, results_path)
+    return results
+
+
+def pilot_figure(results: dict, stamp: dict | None = None):
+    """Three panels against training step, one line per arm: how far the layout follows left/right
+    and above/below (`relation_sensitivity`), and the encoder cosine of left/right at the relation
+    token (`relation_token_similarity`)."""
+    import matplotlib.pyplot as plt
+
+    from lab import plots
+
+    panels = [
+        ("layout follows left/right", lambda m: m["layout"]["left/right"]["model"]),
+        ("layout follows above/below", lambda m: m["layout"]["above/below"]["model"]),
+        ("encoder cosine left/right", lambda m: m["encoder"]["left/right"]["relation_token"]),
+    ]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.0), layout="constrained")
+    for ax, (label, value) in zip(axes, panels):
+        runs = {arm: [(step, value(m)) for step, m in points] for arm, points in results.items()}
+        plots.metric_vs_steps(runs, ax=ax, ylabel=label)
+    if stamp is not None:
+        plots.stamp_figure(fig, stamp)
+    return fig
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m lab.experiments.position` writes the diagnosis report; `... pilot` runs the
+    encoder pilot and adds its figure and table to the report folder."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lab.experiments.position")
+    parser.add_argument("what", nargs="?", choices=("report", "pilot"), default="report")
+    parser.add_argument("--out", default="runs/position_pilot", help="pilot: where the two arms train")
+    parser.add_argument("--config", default=PILOT_CONFIG, help="pilot: the TrainConfig YAML both arms share")
+    parser.add_argument("--every", type=int, default=200, help="pilot: measure every this many steps")
+    args = parser.parse_args(argv)
+    if args.what == "report":
+        run()
+        return
+    from lab import plots
+    from lab.provenance import repo_path, write_json
+
+    results = encoder_pilot(args.config, args.out, args.every)
+    report = repo_path("reports/position")
+    write_json({"config": args.config, "arms": results}, report / "pilot.json")
+    stamp = {"config": args.config, "measure_every": args.every}
+    plots.save_figures({"encoder_pilot": pilot_figure(results, stamp)}, report)
 
 
 if __name__ == "__main__":
-    run()
+    main()
