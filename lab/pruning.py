@@ -29,8 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from lab.model import text_max_length
-from lab.sampling import SamplerConfig, candidate_seeds, human_instruction, native_resolution
+from lab.sampling import SamplerConfig, candidate_seeds, encode_prompts, native_resolution
 
 METHODS = ("importance", "last", "uniform", "random")  # how prune_depth picks the blocks to keep
 BRANCHES = ("both", "cond")  # CFG rows averaged: both halves of the batch, or the conditional one
@@ -254,13 +253,7 @@ def trace_blocks(
     steps = _check_steps(timesteps)
     transformer, device = pipe.transformer, pipe._execution_device
     cfg = guidance_scale > 1.0
-    embeds, mask, neg, neg_mask = pipe.encode_prompt(
-        prompts,
-        cfg,
-        device=device,
-        max_sequence_length=text_max_length(pipe.tokenizer),
-        complex_human_instruction=human_instruction(pipe),
-    )
+    embeds, mask, neg, neg_mask = encode_prompts(pipe, prompts, cfg)
     if cfg:  # the pipeline's batch order: [uncond, cond]
         embeds, mask = torch.cat([neg, embeds]), torch.cat([neg_mask, mask])
     scheduler = copy.deepcopy(pipe.scheduler)  # set_timesteps/step mutate it; the pipeline's stays untouched

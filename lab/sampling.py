@@ -84,6 +84,19 @@ def human_instruction(pipe):
     return instruction
 
 
+def encode_prompts(pipe, prompts: Sequence[str], guidance: bool):
+    """The pipeline's own text encoding of `prompts` (SANA's instruction prefix where the tokenizer
+    reads it, the model's prompt length): (embeds (B, L, D), mask (B, L), and with `guidance` the
+    empty prompt's negative embeds and mask, else None, None)."""
+    return pipe.encode_prompt(
+        list(prompts),
+        guidance,
+        device=pipe._execution_device,
+        max_sequence_length=text_max_length(pipe.tokenizer),
+        complex_human_instruction=human_instruction(pipe),
+    )
+
+
 def generate(
     pipe,
     prompts: Sequence[str],

@@ -158,20 +158,13 @@ def predicted_layout(pipe, prompts: list[str], noises: int, sigma: float, guidan
     the model intends to put each object before any detail exists.
     """
     from lab.explorer import decode_latents
-    from lab.model import text_max_length
-    from lab.sampling import human_instruction, native_resolution
+    from lab.sampling import encode_prompts, native_resolution
 
     transformer, device = pipe.transformer, pipe._execution_device
     cfg = guidance_scale > 1.0
     texts = [p for p in prompts for _ in range(noises)]
     with torch.no_grad():
-        embeds, mask, neg, neg_mask = pipe.encode_prompt(
-            texts,
-            cfg,
-            device=device,
-            max_sequence_length=text_max_length(pipe.tokenizer),
-            complex_human_instruction=human_instruction(pipe),
-        )
+        embeds, mask, neg, neg_mask = encode_prompts(pipe, texts, cfg)
         side = native_resolution(pipe) // pipe.vae_scale_factor
         g = torch.Generator("cpu").manual_seed(seed)
         noise = torch.randn((noises, transformer.config.in_channels, side, side), generator=g)
