@@ -293,6 +293,23 @@ def _geneval_evaluate(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _geneval_compare(args: argparse.Namespace) -> None:
+    from lab import geneval
+    from lab.provenance import write_json
+
+    a, b = (_usage(geneval.read_report, r) for r in (args.a, args.b))
+    diff = _usage(geneval.compare, a, b)
+    lo, hi = diff.overall_interval
+    print(f"{args.a} - {args.b}: {diff.overall:+.3f} [{lo:+.3f}, {hi:+.3f}] ({diff.n_images} images paired)")
+    for task, value in diff.task.items():
+        lo, hi = diff.task_interval[task]
+        print(f"  {task:14s} {value:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    if args.out:
+        scores = {"a": a.interval().to_json(), "b": b.interval().to_json()}
+        write_json({"a": str(args.a), "b": str(args.b), "a_minus_b": diff.to_json(), **scores}, args.out)
+        print(f"wrote {args.out}")
+
+
 def _evaluate(args: argparse.Namespace) -> None:
     from lab.evaluation import evaluate_pipeline
     from lab.geneval import save_samples, write_report
@@ -624,6 +641,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="prompt set the indices refer to: quick, full, novel or a .jsonl path",
     )
     p.add_argument("--out", type=_writable_target, help="JSON to write (default: SAMPLES.geneval.json next to SAMPLES)")
+
+    p = command(
+        geneval_sub,
+        "compare",
+        _geneval_compare,
+        help="paired difference of two GenEval-mini reports (identical prompts and seeds), with 95%% intervals",
+    )
+    p.add_argument("a", type=_existing_file, help="report JSON (lab evaluate --out)")
+    p.add_argument("b", type=_existing_file, help="report JSON of the same prompts and seeds")
+    p.add_argument("--out", type=_writable_target, help="JSON to write: both scores and a - b, overall and per task")
 
     p = command(sub, "evaluate", _evaluate, help="GenEval-mini of a model: generate for a prompt set and judge")
     p.add_argument("--model", type=_model, required=True, help="SanaPipeline directory or shipped name (S, L, L@12)")

@@ -272,3 +272,25 @@ def test_snapshot_writes_the_runs_checkpoint_as_a_pipeline_with_its_frozen_encod
     (other / "notes.txt").write_text("mine")
     code, _, err = run_lab("snapshot", run, "--out", other)
     assert code == 2 and "--overwrite" in _one_line_error(err, "snapshot") and (other / "notes.txt").is_file()
+
+
+def test_geneval_compare_pairs_two_reports_and_refuses_different_seeds(run_lab, tmp_path):
+    prompts = [world.parse_prompt(t) for t in ("a photo of a circle", "a photo of two squares", "a photo of a cross")]
+    renders = [world.render_prompt(p, 0) for p in prompts]
+    blank = np.full_like(renders[0], 255)
+    paths = {}
+    for name, images in (("good", renders), ("bad", [renders[0], blank, blank])):
+        report = geneval.evaluate(images, prompts)
+        report.prompt_indices, report.seeds = [0, 1, 2], [7, 8, 9]
+        paths[name] = geneval.write_report(report, tmp_path / f"{name}.json")
+    code, out, _ = run_lab("geneval", "compare", paths["good"], paths["bad"], "--out", tmp_path / "diff.json")
+    saved = json.loads((tmp_path / "diff.json").read_text())
+    assert code == 0 and "3 images paired" in out
+    assert saved["a_minus_b"]["task"] == {
+        "single_object": 0.5,
+        "counting": 1.0,
+    }  # per task: 1 of 2 crosses, the squares
+    report.seeds = [7, 8, 10]
+    geneval.write_report(report, tmp_path / "other.json")
+    code, _, err = run_lab("geneval", "compare", paths["good"], tmp_path / "other.json")
+    assert code == 2 and "seed 9 vs 10" in _one_line_error(err, "geneval compare")

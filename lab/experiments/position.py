@@ -239,11 +239,13 @@ def mechanism_table(rows: dict[str, dict]) -> str:
 def run(
     models: tuple[str, ...] = ("S", "L"),
     runs: tuple[str, ...] = ("checkpoints/in_progress/S_v2",),
+    pipelines: dict[str, str] | None = None,
     out: str = "reports/position",
 ) -> dict:
     """The diagnosis of each shipped model's card verdicts (`checkpoints/<model>/geneval_full.json`)
     and the mechanism measures of those models, of each training run in `runs` at its latest
-    checkpoint (EMA weights; `lab.train.checkpoint_pipeline`) and of a fresh untrained S encoder
+    checkpoint (EMA weights; `lab.train.checkpoint_pipeline`), of each of `pipelines` ({label:
+    SanaPipeline directory}, e.g. `lab snapshot`s of other runs) and of a fresh untrained S encoder
     (seed 0: the frozen encoder of a run with `train_text_encoder: false`). Written to
     `out/diagnosis.json` and `out/README.md`. `python -m lab.experiments.position`."""
     from pathlib import Path
@@ -260,6 +262,8 @@ def run(
         if (repo_path(r) / "checkpoint").is_dir():
             pipe, step = checkpoint_pipeline(repo_path(r))
             measured[f"{Path(r).name} at step {step} (EMA)"] = mechanism(pipe)
+    for label, directory in (pipelines or {}).items():
+        measured[label] = mechanism(resolve_model(directory))
     torch.manual_seed(0)  # lab.train builds a fresh model so: this is the frozen encoder of such runs
     fresh = build_pipeline("S")
     measured["fresh S encoder (seed 0)"] = {"encoder": relation_token_similarity(fresh.tokenizer, fresh.text_encoder)}
@@ -368,9 +372,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default="runs/position_pilot", help="pilot: where the two arms train")
     parser.add_argument("--config", default=PILOT_CONFIG, help="pilot: the TrainConfig YAML both arms share")
     parser.add_argument("--every", type=int, default=500, help="pilot: measure every this many steps")
+    parser.add_argument(
+        "--pipeline",
+        action="append",
+        default=[],
+        metavar="LABEL=DIR",
+        help="report: also measure this SanaPipeline directory, shown as LABEL (repeatable)",
+    )
     args = parser.parse_args(argv)
     if args.what == "report":
-        run()
+        bad = [p for p in args.pipeline if "=" not in p]
+        if bad:
+            parser.error(f"--pipeline {bad[0]!r} lacks '='; expected LABEL=DIR")
+        run(pipelines=dict(p.rsplit("=", 1) for p in args.pipeline))
         return
     from lab import plots
     from lab.provenance import repo_path, write_json
