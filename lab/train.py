@@ -235,6 +235,31 @@ def _components(cfg: TrainConfig):
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, cfg.train_text_encoder
 
 
+def _trained_modules(transformer, text_encoder, train_text_encoder: bool) -> dict:
+    """{checkpoint folder name: module} of what a run trains, and so saves in its checkpoints."""
+    return {"transformer": transformer} | ({"text_encoder": text_encoder} if train_text_encoder else {})
+
+
+def _restore_weights(ckpt: Path, modules: dict, ema=None) -> None:
+    """Loads a checkpoint's weights into `modules` (`_trained_modules`) and its EMA state into
+    `ema` (a diffusers EMAModel) when given."""
+    for name, m in modules.items():
+        m.load_state_dict(type(m).from_pretrained(ckpt / name).state_dict())
+    if ema is not None:
+        ema.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=False))
+
+
+def _pipeline(tokenizer, text_encoder, vae, transformer, scheduler):
+    """A SanaPipeline of these components, its own progress bars off (lab shows its own)."""
+    from diffusers import SanaPipeline
+
+    pipe = SanaPipeline(
+        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
+    )
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
 def new_blocks(cfg: TrainConfig) -> list[int]:
     """Indices of the transformer blocks trained at lr x `new_block_lr_scale`: none at scale 1,
     else the blocks growth added to `init_from` (`lab.growth.added_blocks`). Reads only growth.json.
@@ -306,7 +331,6 @@ def train(
     Returns the pipeline directory path.
     """
     from accelerate import Accelerator
-    from diffusers import SanaPipeline
     from diffusers.training_utils import EMAModel
 
     from lab.optim import build_optimizer
@@ -321,7 +345,7 @@ def train(
     text_encoder.requires_grad_(train_te)
     if not train_te:
         text_encoder.eval()
-    modules = {"transformer": transformer} | ({"text_encoder": text_encoder} if train_te else {})
+    modules = _trained_modules(transformer, text_encoder, train_te)
     params = [p for m in modules.values() for p in m.parameters()]
     groups = optimizer_params(cfg, transformer, params)
     optimizer = build_optimizer(cfg.optimizer, groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -332,11 +356,8 @@ def train(
     start = 0
     if resume and ckpt.is_dir():
         opt_state, state = load_state(ckpt)
-        for name, m in modules.items():
-            m.load_state_dict(type(m).from_pretrained(ckpt / name).state_dict())
+        _restore_weights(ckpt, modules, ema)
         optimizer.load_state_dict(opt_state)
-        if ema is not None:
-            ema.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=False))
         start = state["step"]
         if acc.is_main_process:
             log.truncate_after(start)
@@ -379,11 +400,7 @@ def train(
             transformer_now = copy.deepcopy(transformer_now)
             ema.copy_to(transformer_now.parameters())
         te = acc.unwrap_model(wrapped["text_encoder"]) if train_te else text_encoder
-        pipe = SanaPipeline(
-            tokenizer=tokenizer, text_encoder=te, vae=vae, transformer=transformer_now, scheduler=scheduler
-        )
-        pipe.set_progress_bar_config(disable=True)
-        return pipe
+        return _pipeline(tokenizer, te, vae, transformer_now, scheduler)
 
     def encode(prompts: list[str]):
         with torch.set_grad_enabled(train_te):
@@ -462,7 +479,6 @@ def checkpoint_pipeline(run_dir: str | Path, ema: bool = True):
     """
     import json
 
-    from diffusers import SanaPipeline
     from diffusers.training_utils import EMAModel
 
     from lab.config import load_config
@@ -476,14 +492,11 @@ def checkpoint_pipeline(run_dir: str | Path, ema: bool = True):
     cfg = load_config(TrainConfig, run_dir / "train_config.yaml")
     quiet_hub_logging()
     tokenizer, text_encoder, vae, transformer, scheduler, train_te = _components(cfg)
-    for name, m in (("transformer", transformer),) + ((("text_encoder", text_encoder),) if train_te else ()):
-        m.load_state_dict(type(m).from_pretrained(ckpt / name).state_dict())
+    averaged = None
     if ema and (ckpt / "ema.pt").is_file():
         averaged = EMAModel(transformer.parameters(), decay=cfg.ema_decay)
-        averaged.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=False))
+    _restore_weights(ckpt, _trained_modules(transformer, text_encoder, train_te), averaged)
+    if averaged is not None:
         averaged.copy_to(transformer.parameters())
-    pipe = SanaPipeline(
-        tokenizer=tokenizer, text_encoder=text_encoder, vae=vae, transformer=transformer, scheduler=scheduler
-    )
-    pipe.set_progress_bar_config(disable=True)
+    pipe = _pipeline(tokenizer, text_encoder, vae, transformer, scheduler)
     return pipe, json.loads((ckpt / "state.json").read_text())["step"]

@@ -13,6 +13,7 @@ relation.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 
@@ -145,8 +146,10 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
+@functools.lru_cache(maxsize=256)  # every model measured compares against the same renders
 def world_layout(prompt: str, scenes: int, seed: int = 0) -> np.ndarray:
-    """Mean ink of `scenes` world renders of `prompt` (H, W): where the training data puts ink."""
+    """Mean ink of `scenes` world renders of `prompt` (H, W): where the training data puts ink.
+    Cached: treat the array as read-only."""
     return _ink(np.stack([world.render_prompt(prompt, seed + i) for i in range(scenes)])).mean(0)
 
 
