@@ -68,10 +68,21 @@ def _size(size: str | TransformerSize) -> TransformerSize:
     return SIZES[size]
 
 
-def build_transformer(size: str | TransformerSize, device: str | torch.device = "cpu"):
-    """A freshly initialised SANA 1.5 transformer. `device="meta"` allocates nothing (for real sizes)."""
+# SANA has no position embedding ("NoPE": the Mix-FFN's depth-wise convolution carries position).
+# "sincos" adds diffusers' fixed 2-D sin-cos embedding to the patch embedding: a departure from SANA,
+# tried for GenEval's position task (issue 17, reports/position/).
+POSITION_EMBEDDINGS = ("none", "sincos")
+
+
+def build_transformer(
+    size: str | TransformerSize, device: str | torch.device = "cpu", position_embedding: str = "none"
+):
+    """A freshly initialised SANA 1.5 transformer. `device="meta"` allocates nothing (for real sizes).
+    `position_embedding`: one of POSITION_EMBEDDINGS (SANA's is "none")."""
     from diffusers import SanaTransformer2DModel
 
+    if position_embedding not in POSITION_EMBEDDINGS:
+        raise ValueError(f"unknown position_embedding {position_embedding!r}; expected one of {POSITION_EMBEDDINGS}")
     s = _size(size)
     with torch.device(device):
         return SanaTransformer2DModel(
@@ -88,6 +99,8 @@ def build_transformer(size: str | TransformerSize, device: str | torch.device = 
             sample_size=s.sample_size,
             patch_size=s.patch_size,
             qk_norm="rms_norm_across_heads",  # SANA 1.5: RMSNorm on q and k across heads
+            # diffusers adds the sin-cos table exactly when interpolation_scale is set
+            interpolation_scale=1 if position_embedding == "sincos" else None,
         )
 
 
@@ -226,12 +239,19 @@ def build_scheduler(flow_shift: float = FLOW_SHIFT, kind: str = "dpm"):
     raise ValueError(f"unknown scheduler {kind!r}; expected 'dpm' or 'euler'")
 
 
-def build_pipeline(size: str | TransformerSize = "S", vae=None, tokenizer=None, text_encoder=None, scheduler=None):
+def build_pipeline(
+    size: str | TransformerSize = "S",
+    vae=None,
+    tokenizer=None,
+    text_encoder=None,
+    scheduler=None,
+    position_embedding: str = "none",
+):
     """Assembles a `SanaPipeline`; components not given are built fresh (untrained)."""
     from diffusers import SanaPipeline
 
     tokenizer = tokenizer if tokenizer is not None else build_tokenizer()
-    transformer = build_transformer(size)
+    transformer = build_transformer(size, position_embedding=position_embedding)
     if text_encoder is None:
         text_encoder = build_text_encoder(tokenizer, TextEncoderSize.for_hidden(transformer.config.caption_channels))
     if transformer.config.caption_channels != text_encoder.config.hidden_size:

@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from lab.checkpoint import GracefulInterrupt, atomic_directory, load_state, save_state
 from lab.config import config_dict, save_config
-from lab.model import build_pipeline, encode_text, load_pipeline, quiet_hub_logging
+from lab.model import POSITION_EMBEDDINGS, build_pipeline, encode_text, load_pipeline, quiet_hub_logging
 from lab.runlog import RunLog
 from lab.schedule import lr_at
 from lab.training_data import NOISE_STREAM, stream_seed, training_batches
@@ -207,8 +207,18 @@ class TrainConfig:
     # scene-rendering processes per training process (0: inline; None: 0 on CPU, spare cores on CUDA)
     data_workers: int | None = None
     new_block_lr_scale: float = 1.0  # lr x this for the blocks growth added (init_from's growth.json); 1 = one lr
+    position_embedding: str = "none"  # fresh models only: lab.model.POSITION_EMBEDDINGS (SANA: none)
 
     def __post_init__(self):
+        if self.position_embedding not in POSITION_EMBEDDINGS:
+            raise ValueError(
+                f"position_embedding={self.position_embedding!r} is unknown; expected one of {POSITION_EMBEDDINGS}"
+            )
+        if self.init_from and self.position_embedding != "none":
+            raise ValueError(
+                f"position_embedding={self.position_embedding!r} applies to a fresh model, but init_from "
+                f"{self.init_from!r} is set (its transformer keeps its own); leave position_embedding at 'none'"
+            )
         scale = self.new_block_lr_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
             raise ValueError(f"new_block_lr_scale={scale!r} is invalid; expected a finite number >= 0 (1 = one lr)")
@@ -231,7 +241,7 @@ def _components(cfg: TrainConfig):
     if not (vae / "config.json").is_file():
         raise ValueError(f"vae {cfg.vae!r} is not an AutoencoderDC directory (train one with `lab train-vae`)")
     torch.manual_seed(cfg.seed)
-    pipe = build_pipeline(cfg.size, vae=AutoencoderDC.from_pretrained(vae))
+    pipe = build_pipeline(cfg.size, vae=AutoencoderDC.from_pretrained(vae), position_embedding=cfg.position_embedding)
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, cfg.train_text_encoder
 
 

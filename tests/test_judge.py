@@ -200,3 +200,44 @@ def test_patch_targets_name_the_object_on_each_patch_and_none_elsewhere():
     assert set(colors[shapes == world.SHAPES.index("square")]) == {list(world.COLORS).index("red")}
     empty_shapes, empty_colors = patch_targets(world.Scene(()), patch=8)
     assert (empty_shapes == len(world.SHAPES)).all() and (empty_colors == len(world.COLORS)).all()
+
+
+def test_task_answer_balance_gives_each_answer_half_of_its_tasks_weight():
+    from lab.judge_train import pair_weights
+
+    labels = np.array([1, 0, 0, 0, 1, 1, 0, 1])  # position: 1 yes, 3 no; colors: 3 yes, 1 no
+    tasks = np.array(["position"] * 4 + ["colors"] * 4)
+    w = pair_weights(labels, tasks, "task_answer")
+    assert w.mean() == pytest.approx(1.0)
+    for task in ("position", "colors"):
+        in_task = tasks == task
+        assert w[in_task & (labels == 1)].sum() == pytest.approx(w[in_task & (labels == 0)].sum())
+        assert w[in_task].sum() == pytest.approx(4.0)  # each task keeps its share of the data
+    overall = pair_weights(labels, tasks, "answer")  # balanced overall already: every weight 1
+    assert np.allclose(overall, 1.0) and not np.allclose(w, 1.0)
+    with pytest.raises(ValueError, match="unknown balance"):
+        pair_weights(labels, tasks, "tasks")
+    with pytest.raises(ValueError, match="balance='tasks' is unknown"):
+        JudgeTrainConfig(balance="tasks")
+
+
+def test_relation_targets_say_which_shape_is_where_and_nothing_about_absent_shapes():
+    from lab import world
+    from lab.judge_train import pretrain_vision, relation_targets
+
+    def bit(targets, a, b, relation):
+        pairs = [(x, y) for x in world.SHAPES for y in world.SHAPES if x != y]
+        return targets[pairs.index((a, b)) * len(world.RELATIONS) + world.RELATIONS.index(relation)]
+
+    scene = world.Scene(
+        (world.Object("circle", "red", cx=14.0, cy=32.0, size=12.0), world.Object("square", "blue", 50.0, 32.0, 12.0))
+    )
+    t = relation_targets(scene)
+    assert bit(t, "circle", "square", "left of") == 1 == bit(t, "square", "circle", "right of")
+    assert bit(t, "circle", "square", "right of") == 0 == bit(t, "circle", "square", "above")
+    assert t.sum() == 2  # no other pair is there to relate
+    assert relation_targets(world.Scene(())).sum() == 0
+    cfg = quick_config(JudgeTrainConfig(vision_relations=True, vision_steps=2, batch_size=4))
+    model, processor = build_judge(cfg.size, cfg.seed)
+    losses = pretrain_vision(model, processor, cfg, progress=False)
+    assert len(losses) == 2 and all(np.isfinite(losses))

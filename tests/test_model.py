@@ -27,6 +27,29 @@ def test_transformer_uses_sana15_qk_norm_and_config_matches_blocks():
     assert t.config.num_layers == len(t.transformer_blocks)
 
 
+def test_sincos_position_embedding_adds_a_fixed_table_that_changes_the_output_and_survives_saving(tmp_path):
+    from diffusers import SanaTransformer2DModel
+
+    x = torch.randn(1, model.LATENT_CHANNELS, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = torch.randn(1, 4, 16, generator=torch.Generator().manual_seed(1))
+
+    def output(t):
+        with torch.no_grad():
+            return t(x, encoder_hidden_states=text, timestep=torch.tensor([500.0]), return_dict=False)[0]
+
+    torch.manual_seed(0)
+    nope = model.build_transformer("tiny")
+    torch.manual_seed(0)
+    sincos = model.build_transformer("tiny", position_embedding="sincos")
+    assert all(torch.equal(a, b) for a, b in zip(nope.parameters(), sincos.parameters()))  # nothing learnt added
+    assert nope.config.interpolation_scale is None and sincos.config.interpolation_scale == 1
+    assert not torch.allclose(output(nope), output(sincos), atol=1e-4)
+    sincos.save_pretrained(tmp_path)
+    assert torch.equal(output(SanaTransformer2DModel.from_pretrained(tmp_path)), output(sincos))
+    with pytest.raises(ValueError, match="unknown position_embedding 'rope'"):
+        model.build_transformer("tiny", position_embedding="rope")
+
+
 def test_real_sana_sizes_build_on_meta_device_with_published_parameter_counts():
     p16 = sum(p.numel() for p in model.build_transformer("sana-1.6b", device="meta").parameters())
     p48 = sum(p.numel() for p in model.build_transformer("sana-4.8b", device="meta").parameters())

@@ -216,7 +216,7 @@ def test_lr_scale_1_builds_the_one_group_of_before(grown_dir):
     assert optimizer_params(grown_config(grown_dir), None, params) is params
 
 
-def test_new_block_lr_scale_is_refused_without_a_grown_init_from_or_below_zero(
+def test_new_block_lr_scale_and_position_embedding_are_refused_where_they_cannot_apply(
     tiny_vae_dir, tiny_pipeline_dir, tmp_path
 ):
     with pytest.raises(ValueError, match="new_block_lr_scale=0.5 needs init_from .*init_from is empty"):
@@ -225,6 +225,10 @@ def test_new_block_lr_scale_is_refused_without_a_grown_init_from_or_below_zero(
         train(grown_config(tiny_pipeline_dir, new_block_lr_scale=0.5), tmp_path / "plain", progress=False)
     with pytest.raises(ValueError, match="new_block_lr_scale=-1.0 is invalid; expected a finite number >= 0"):
         TrainConfig(new_block_lr_scale=-1.0)
+    with pytest.raises(ValueError, match="position_embedding='rope' is unknown"):
+        TrainConfig(position_embedding="rope")
+    with pytest.raises(ValueError, match="position_embedding='sincos' applies to a fresh model, but init_from"):
+        TrainConfig(init_from="checkpoints/S", position_embedding="sincos")
     assert not any(tmp_path.iterdir())  # refused before anything was written
 
 

@@ -153,6 +153,22 @@ def world_layout(prompt: str, scenes: int, seed: int = 0) -> np.ndarray:
     return _ink(np.stack([world.render_prompt(prompt, seed + i) for i in range(scenes)])).mean(0)
 
 
+def _relation_samples(pipe, pairs, seeds: int, sampler):
+    """Per axis of OPPOSITES: (texts alternating a relation and its opposite over `pairs`, their
+    images (len(texts) x seeds, seeds 0..seeds-1 for every prompt), their mean ink maps)."""
+    from lab.sampling import candidate_seeds, generate
+
+    out = {}
+    for first, second in OPPOSITES:
+        texts = [relation_prompts(p, r) for p in pairs for r in (first, second)]
+        batch = generate(
+            pipe, [t for t in texts for _ in range(seeds)], candidate_seeds(0, seeds) * len(texts), sampler
+        )
+        layouts = _ink(batch).reshape(len(texts), seeds, *batch.shape[1:3]).mean(1)
+        out[f"{first.split()[0]}/{second.split()[0]}"] = (texts, batch, layouts)
+    return out
+
+
 def relation_sensitivity(pipe, pairs=SHAPE_PAIRS, seeds: int = 8, sampler=None, scenes: int = 256) -> dict:
     """Does the model place objects as the relation says? For every shape pair and relation, `seeds`
     samples (seeds 0..seeds-1, the same for every prompt; `sampler`: SANA's defaults) are read twice:
@@ -166,22 +182,80 @@ def relation_sensitivity(pipe, pairs=SHAPE_PAIRS, seeds: int = 8, sampler=None, 
     position_diagnosis(...)["overall"]}.
     """
     from lab.geneval import evaluate
-    from lab.sampling import SamplerConfig, candidate_seeds, generate
+    from lab.sampling import SamplerConfig
 
-    sampler = sampler or SamplerConfig()
-    out, images, prompts = {}, [], []
-    for first, second in OPPOSITES:
-        texts = [relation_prompts(p, r) for p in pairs for r in (first, second)]
-        batch = generate(
-            pipe, [t for t in texts for _ in range(seeds)], candidate_seeds(0, seeds) * len(texts), sampler
-        )
-        layouts = _ink(batch).reshape(len(texts), seeds, *batch.shape[1:3]).mean(1)
-        out[f"{first.split()[0]}/{second.split()[0]}"] = layout_agreement(layouts, texts, scenes)
-        images.append(batch)
-        prompts += [t for t in texts for _ in range(seeds)]
-    report = evaluate(np.concatenate(images), [world.parse_prompt(t) for t in prompts])
-    out["placement"] = position_diagnosis(report)["overall"]
+    samples = _relation_samples(pipe, pairs, seeds, sampler or SamplerConfig())
+    out = {axis: layout_agreement(layouts, texts, scenes) for axis, (texts, _, layouts) in samples.items()}
+    images = np.concatenate([batch for _, batch, _ in samples.values()])
+    prompts = [t for texts, _, _ in samples.values() for t in texts for _ in range(seeds)]
+    out["placement"] = position_diagnosis(evaluate(images, [world.parse_prompt(t) for t in prompts]))["overall"]
     return out
+
+
+PREFERENCE_SIGMAS = (0.5, 0.7, 0.9)  # noise levels where the layout of a 64x64 scene is still open
+
+
+def relation_preference(pipe, pairs=SHAPE_PAIRS, scenes: int = 8, sigmas=PREFERENCE_SIGMAS) -> dict:
+    """Does the relation word condition the denoiser? A diffusion-classifier reading: world renders of
+    "a A <relation> a B" (seeds 0..scenes-1) are noised to each sigma (same noise for every caption)
+    and denoised under the true caption and three wrong ones; the model "prefers" the true caption
+    when its flow-matching loss is lower. The wrong captions:
+
+    - "relation": the opposite relation ("right of" for "left of"): the objects' order on the axis;
+    - "axis": a relation on the other axis ("above" for "left of"): only whether the objects lie
+      side by side or one over the other, no binding of a shape to a side;
+    - "shape": B replaced by a third shape, the calibration (high for a model that draws its shapes).
+
+    Returns {"relation": p, "axis": p, "shape": p, "by_sigma": {"0.5": {...}, ...}}: the fraction of
+    (scene, sigma) where the true caption wins (0.5: the model ignores what differs).
+    """
+    from lab.model import encode_text
+    from lab.vae import images_to_tensor
+
+    device = pipe._execution_device
+    other_axis = {OPPOSITES[0][0]: OPPOSITES[1][0], OPPOSITES[0][1]: OPPOSITES[1][1]}
+    other_axis |= {v: k for k, v in other_axis.items()}
+    captions = {"true": [], "relation": [], "axis": [], "shape": []}
+    images = []
+    for first, second in OPPOSITES:
+        for a, b in pairs:
+            third = next(s for s in world.SHAPES if s not in (a, b))
+            for r, opposite in ((first, second), (second, first)):
+                text = relation_prompts((a, b), r)
+                captions["true"] += [text] * scenes
+                captions["relation"] += [relation_prompts((a, b), opposite)] * scenes
+                captions["axis"] += [relation_prompts((a, b), other_axis[r])] * scenes
+                captions["shape"] += [relation_prompts((a, third), r)] * scenes
+                images += [world.render_prompt(text, seed) for seed in range(scenes)]
+    with torch.no_grad():
+        x0 = pipe.vae.encode(images_to_tensor(np.stack(images)).to(device)).latent * pipe.vae.config.scaling_factor
+        encoded = {k: encode_text(pipe.tokenizer, pipe.text_encoder, v) for k, v in captions.items()}
+        by_sigma = {}
+        for i, sigma in enumerate(sigmas):
+            noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(i)).to(device, x0.dtype)
+            noisy = (1 - sigma) * x0 + sigma * noise
+            t = torch.full((len(x0),), sigma * 1000.0, device=device)
+            losses = {}
+            for k, (embeds, mask) in encoded.items():
+                v = torch.cat(
+                    [
+                        pipe.transformer(
+                            noisy[j : j + 256],
+                            encoder_hidden_states=embeds[j : j + 256],
+                            encoder_attention_mask=mask[j : j + 256],
+                            timestep=t[j : j + 256],
+                            return_dict=False,
+                        )[0]
+                        for j in range(0, len(x0), 256)
+                    ]
+                )
+                losses[k] = ((v.float() - (noise - x0).float()) ** 2).mean((1, 2, 3))
+            # a string key: the same after a JSON round trip
+            by_sigma[f"{sigma:g}"] = {k: float((losses["true"] < losses[k]).float().mean()) for k in WRONG_CAPTIONS}
+    return {k: float(np.mean([v[k] for v in by_sigma.values()])) for k in WRONG_CAPTIONS} | {"by_sigma": by_sigma}
+
+
+WRONG_CAPTIONS = ("relation", "axis", "shape")  # relation_preference's wrong captions
 
 
 def layout_agreement(layouts: np.ndarray, texts: list[str], scenes: int = 256, seed: int = 0) -> dict:
@@ -206,10 +280,11 @@ def layout_agreement(layouts: np.ndarray, texts: list[str], scenes: int = 256, s
 
 
 def mechanism(pipe, scenes: int = 256, seeds: int = 8) -> dict:
-    """Both measures of one pipeline: {"encoder": relation_token_similarity, "layout":
-    relation_sensitivity}."""
+    """The measures of one pipeline: {"encoder": relation_token_similarity, "preference":
+    relation_preference, "layout": relation_sensitivity}."""
     return {
         "encoder": relation_token_similarity(pipe.tokenizer, pipe.text_encoder),
+        "preference": relation_preference(pipe),
         "layout": relation_sensitivity(pipe, seeds=seeds, scenes=scenes),
     }
 
@@ -218,22 +293,25 @@ def mechanism_table(rows: dict[str, dict]) -> str:
     """Markdown: one row per model of `mechanism` results (a row without "layout" shows only its encoder)."""
     lines = [
         "| model | encoder cosine, left/right (relation token / last token) | encoder cosine, above/below | "
+        "denoiser prefers the true relation / axis / shape | "
         "layout follows left/right, above/below (world ceiling) | both objects present | "
         "relation holds (both present) / chance |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for name, m in rows.items():
         enc = [f"{m['encoder'][a]['relation_token']:.3f} / {m['encoder'][a]['last_token']:.3f}" for a in m["encoder"]]
+        pref = m.get("preference")
+        prefers = " / ".join(f"{pref[k]:.2f}" if k in pref else "-" for k in WRONG_CAPTIONS) if pref else "-"
         lay = m.get("layout")
         if lay is None:
-            lines.append(f"| {name} | {enc[0]} | {enc[1]} | - | - | - |")
+            lines.append(f"| {name} | {enc[0]} | {enc[1]} | {prefers} | - | - | - |")
             continue
         axes = [lay[a] for a in m["encoder"]]
         follows = ", ".join(f"{v['model']:.3f}" for v in axes)
         ceiling = ", ".join(f"{v['world_split_half']:.2f}" for v in axes)
         p = lay["placement"]
         lines.append(
-            f"| {name} | {enc[0]} | {enc[1]} | {follows} ({ceiling}) | {p['both_present']:.2f} | "
+            f"| {name} | {enc[0]} | {enc[1]} | {prefers} | {follows} ({ceiling}) | {p['both_present']:.2f} | "
             f"{p['holds_given_both']:.2f} / {p['chance_given_both']:.2f} |"
         )
     return "\n".join(lines)
@@ -279,41 +357,87 @@ def run(
         },
         out / "diagnosis.json",
     )
+    write_report(out)
+    return {"diagnosis": result, "mechanism": measured}
+
+
+def _first_axis_step(arms: dict) -> str:
+    """ ", the axis preference from step N" when the pilot's earlier points predate that reading."""
+    steps = [step for pts in arms.values() for step, m in pts if "axis" in m.get("preference", {})]
+    first_steps = [pts[0][0] for pts in arms.values() if pts]
+    if not steps or min(steps) <= min(first_steps):
+        return ""
+    return f"; the axis preference from step {min(steps)} (added to the measures then)"
+
+
+def write_report(out) -> None:
+    """`out/README.md` from what the report folder holds: `diagnosis.json` (`run`) and, when the
+    pilot has been drawn, `pilot.json` (`python -m lab.experiments.position pilot-figure`)."""
+    from pathlib import Path
+
+    out = Path(out)
+    diagnosis = json.loads((out / "diagnosis.json").read_text())
     text = [
         "# Position: both objects there? relation at chance? does the relation reach the model?\n",
         "From the shipped cards' per-image verdicts (GenEval-mini full set, 100 position prompts x 4 images); "
         "`python -m lab.experiments.position`. Chance: how often the requested relation holds between the "
         "same two objects in the images drawn for the other relations.\n",
     ]
-    text += [f"## {m}\n\n{diagnosis_table(d)}\n" for m, d in result.items()]
+    text += [f"## {m}\n\n{diagnosis_table(d)}\n" for m, d in diagnosis["models"].items()]
     text += [
         "## Mechanism\n",
         "Encoder cosine (`relation_token_similarity`): how alike the text encoder's outputs are for "
         '"a photo of a A left of a B" and "... right of ..." (and above/below), at the relation word and '
         "at the last token, mean over the 12 ordered shape pairs; 1.000 means the transformer receives no "
-        "difference. Layout and placement (`relation_sensitivity`) read 8 samples (seeds 0-7, SANA's "
-        "sampler: 20 steps, CFG 4.5) of each of the 48 prompts: layout is their mean ink, relation minus "
-        "opposite, correlated over pixels with the same difference of 256 world renders per prompt (in "
-        "brackets the world's own split-half correlation, the most this can show); placement is the "
-        "evaluator's verdict on the same 384 images, as in the tables above.\n",
-        mechanism_table(measured) + "\n",
+        "difference. Preference (`relation_preference`): world renders of every relation prompt (8 scenes "
+        "each) noised to sigma 0.5, 0.7 and 0.9 and denoised under the true caption and under a wrong one: "
+        "the opposite relation, a relation on the other axis (above for left of: side by side or one over "
+        "the other, no binding of a shape to a side), or a wrong second shape; the share of cases where the "
+        "true caption gives the lower flow-matching loss (0.5: the model ignores the difference). Layout and "
+        "placement (`relation_sensitivity`) read 8 samples (seeds 0-7, SANA's sampler: 20 steps, CFG 4.5) "
+        "of each of the 48 prompts: layout is their mean ink, relation minus opposite, correlated over "
+        "pixels with the same difference of 256 world renders per prompt (in brackets the world's own "
+        "split-half correlation, the most this can show); placement is the evaluator's verdict on the same "
+        "384 images, as in the tables above.\n",
+        mechanism_table(diagnosis["mechanism"]) + "\n",
     ]
-    Path(out / "README.md").write_text("\n".join(text))
-    return {"diagnosis": result, "mechanism": measured}
+    if (out / "pilot.json").is_file():
+        pilot = json.loads((out / "pilot.json").read_text())
+        text += [
+            "## Pilot: S on position prompts only\n",
+            f"`python -m lab.experiments.position pilot` (every arm trains from `{pilot['config']}`), "
+            f"measured every {pilot['measure_every']} steps; the samples read 4 seeds per prompt"
+            + _first_axis_step(pilot["arms"])
+            + ". ![pilot](encoder_pilot.png)\n",
+            mechanism_table({f"{arm}, step {pts[-1][0]}": pts[-1][1] for arm, pts in pilot["arms"].items()}) + "\n",
+        ]
+    (out / "README.md").write_text("\n".join(text))
 
 
-PILOT_ARMS = {"frozen encoder": False, "joint encoder": True}  # arm -> train_text_encoder
+# arm -> TrainConfig overrides. Every arm sees the same data, noise and initial weights.
+PILOT_ARMS = {
+    "frozen encoder": {"train_text_encoder": False},
+    "joint encoder": {"train_text_encoder": True},
+    "frozen encoder + sincos": {"train_text_encoder": False, "position_embedding": "sincos"},
+}
 PILOT_CONFIG = "configs/position_pilot.yaml"
 
 
 def encoder_pilot(
-    config: str = PILOT_CONFIG, out: str = "runs/position_pilot", every: int = 500, scenes: int = 256, seeds: int = 8
+    config: str = PILOT_CONFIG,
+    out: str = "runs/position_pilot",
+    every: int = 250,
+    arms: tuple[str, ...] | None = None,
+    scenes: int = 256,
+    seeds: int = 4,
 ) -> dict:
-    """Trains the pilot's two arms (`PILOT_ARMS`: the text encoder frozen at initialisation, or trained
-    jointly) from the same TrainConfig and measures `mechanism` every `every` steps of each.
+    """Trains the pilot's arms (`PILOT_ARMS`; `arms` picks some, e.g. one per process) from one
+    TrainConfig and measures `mechanism` (with `seeds` samples per prompt) every `every` steps of each.
 
-    Returns {arm: [(step, mechanism), ...]}, also written to `out/pilot.json` (resumable: each arm
-    is a `lab train` run directory under `out`)."""
+    Returns {arm: [(step, measures), ...]}. Each arm is a resumable `lab train` run directory under
+    `out`, and writes its points to `out/<arm>.json` as it goes (so arms may run in parallel
+    processes); `pilot_results(out)` gathers them.
+    """
     import dataclasses
     from pathlib import Path
 
@@ -321,60 +445,89 @@ def encoder_pilot(
     from lab.provenance import repo_path, write_json
     from lab.train import TrainCallbacks, TrainConfig, train
 
+    unknown = sorted(set(arms or ()) - set(PILOT_ARMS))
+    if unknown:
+        raise ValueError(f"unknown pilot arm(s) {unknown}; expected some of {list(PILOT_ARMS)}")
     base = load_config(TrainConfig, repo_path(config))
     out = Path(out)
-    results_path = out / "pilot.json"
-    done = json.loads(results_path.read_text())["arms"] if results_path.is_file() else {}
     results = {}
-    for arm, joint in PILOT_ARMS.items():
-        points = [tuple(p) for p in done.get(arm, [])]  # a resumed arm keeps what it measured before
-        cfg = dataclasses.replace(base, train_text_encoder=joint)
+    for arm in arms or tuple(PILOT_ARMS):
+        path = out / f"{_arm_dir(arm)}.json"
+        points = [tuple(p) for p in json.loads(path.read_text())["points"]] if path.is_file() else []
 
-        def measure(step, pipe, points=points, arm=arm):
-            points[:] = [p for p in points if p[0] < step] + [(step, mechanism(pipe, scenes=scenes, seeds=seeds))]
-            write_json({"config": str(config), "arms": {**results, arm: points}}, results_path)
+        def measure(step, pipe, points=points, arm=arm, path=path):
+            points[:] = [p for p in points if p[0] < step] + [(step, mechanism(pipe, scenes, seeds))]
+            write_json({"config": str(config), "arm": arm, "overrides": PILOT_ARMS[arm], "points": points}, path)
 
-        train(cfg, out / arm.replace(" ", "_"), callbacks=TrainCallbacks(evaluate=measure, evaluate_every=every))
+        cfg = dataclasses.replace(base, **PILOT_ARMS[arm])
+        train(cfg, out / _arm_dir(arm), callbacks=TrainCallbacks(evaluate=measure, evaluate_every=every))
         results[arm] = points
-    write_json({"config": str(config), "arms": results}, results_path)
     return results
 
 
+def _arm_dir(arm: str) -> str:
+    return arm.replace(" + ", "_").replace(" ", "_")
+
+
+def pilot_results(out: str = "runs/position_pilot") -> dict:
+    """{arm: [(step, measures), ...]} of every arm that has measured something under `out`."""
+    from pathlib import Path
+
+    found = {}
+    for arm in PILOT_ARMS:
+        path = Path(out) / f"{_arm_dir(arm)}.json"
+        if path.is_file():
+            found[arm] = [tuple(p) for p in json.loads(path.read_text())["points"]]
+    return found
+
+
+# (label, reading, what it reads when the relation is ignored, y-limits). A reading a point lacks
+# (measured before the measure existed) is NaN: a gap in the line.
+PILOT_PANELS = (
+    ("prefers the true relation", lambda m: m["preference"]["relation"], 0.5, (0.3, 1.0)),
+    ("prefers the true axis", lambda m: m["preference"].get("axis", float("nan")), 0.5, (0.3, 1.0)),
+    ("prefers the true shape", lambda m: m["preference"]["shape"], 0.5, (0.3, 1.0)),
+    ("both objects present", lambda m: m["layout"]["placement"]["both_present"], None, (0.0, 1.0)),
+    ("layout follows left/right", lambda m: m["layout"]["left/right"]["model"], 0.0, (-0.5, 1.0)),
+    ("layout follows above/below", lambda m: m["layout"]["above/below"]["model"], 0.0, (-0.5, 1.0)),
+    ("relation holds (both present)", lambda m: m["layout"]["placement"]["holds_given_both"], None, (0.0, 1.0)),
+)
+
+
 def pilot_figure(results: dict, stamp: dict | None = None):
-    """Five panels against training step, one line per arm: how far the samples' layout follows
-    left/right and above/below, how often the relation holds when both objects are there and how
-    often they are (`relation_sensitivity`), and the encoder cosine of left/right at the relation
-    token (`relation_token_similarity`)."""
+    """One panel per PILOT_PANELS reading against training step, one line per arm; a dashed line
+    where a reading sits when the model ignores the relation."""
     import matplotlib.pyplot as plt
 
     from lab import plots
 
-    panels = [
-        ("layout follows left/right", lambda m: m["layout"]["left/right"]["model"]),
-        ("layout follows above/below", lambda m: m["layout"]["above/below"]["model"]),
-        ("relation holds (both present)", lambda m: m["layout"]["placement"]["holds_given_both"]),
-        ("both objects present", lambda m: m["layout"]["placement"]["both_present"]),
-        ("encoder cosine left/right", lambda m: m["encoder"]["left/right"]["relation_token"]),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.0), layout="constrained")
-    for ax, (label, value) in zip(axes, panels):
+    fig, axes = plt.subplots(2, 4, figsize=(13.5, 6.0), layout="constrained", sharex=True)
+    for ax in axes.flat[len(PILOT_PANELS) :]:
+        ax.set_visible(False)
+    for ax, (label, value, ignored, ylim) in zip(axes.flat, PILOT_PANELS):
         runs = {arm: [(step, value(m)) for step, m in points] for arm, points in results.items()}
-        plots.metric_vs_steps(runs, ax=ax, ylabel=label)
+        reference = {"ignored": ignored} if ignored is not None else None
+        plots.metric_vs_steps(runs, ax=ax, ylabel=label, reference=reference)
+        ax.set_ylim(*ylim)
     if stamp is not None:
         plots.stamp_figure(fig, stamp)
     return fig
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m lab.experiments.position` writes the diagnosis report; `... pilot` runs the
-    encoder pilot and adds its figure and table to the report folder."""
+    """`python -m lab.experiments.position` writes the diagnosis report; `... pilot [--arm A]` trains
+    and measures pilot arms (one process per arm runs them in parallel); `... pilot-figure` draws what
+    the arms measured into the report folder."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m lab.experiments.position")
-    parser.add_argument("what", nargs="?", choices=("report", "pilot"), default="report")
-    parser.add_argument("--out", default="runs/position_pilot", help="pilot: where the two arms train")
-    parser.add_argument("--config", default=PILOT_CONFIG, help="pilot: the TrainConfig YAML both arms share")
-    parser.add_argument("--every", type=int, default=500, help="pilot: measure every this many steps")
+    parser.add_argument("what", nargs="?", choices=("report", "pilot", "pilot-figure"), default="report")
+    parser.add_argument("--out", default="runs/position_pilot", help="pilot: where the arms train")
+    parser.add_argument("--config", default=PILOT_CONFIG, help="pilot: the TrainConfig YAML the arms share")
+    parser.add_argument("--every", type=int, default=250, help="pilot: measure every this many steps")
+    parser.add_argument(
+        "--arm", action="append", choices=list(PILOT_ARMS), help="pilot: train this arm (repeatable; default all)"
+    )
     parser.add_argument(
         "--pipeline",
         action="append",
@@ -389,14 +542,20 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(f"--pipeline {bad[0]!r} lacks '='; expected LABEL=DIR")
         run(pipelines=dict(p.rsplit("=", 1) for p in args.pipeline))
         return
+    if args.what == "pilot":
+        encoder_pilot(args.config, args.out, args.every, tuple(args.arm or ()))
+        return
     from lab import plots
     from lab.provenance import repo_path, write_json
 
-    results = encoder_pilot(args.config, args.out, args.every)
+    results = pilot_results(args.out)
+    if not results:
+        parser.error(f"no pilot arm has measured anything under {args.out!r}; run `pilot` first")
     report = repo_path("reports/position")
-    write_json({"config": args.config, "arms": results}, report / "pilot.json")
-    stamp = {"config": args.config, "measure_every": args.every}
+    write_json({"config": args.config, "measure_every": args.every, "arms": results}, report / "pilot.json")
+    stamp = {"config": args.config, "arms": ", ".join(results), "measure_every": args.every}
     plots.save_figures({"encoder_pilot": pilot_figure(results, stamp)}, report)
+    write_report(report)
 
 
 if __name__ == "__main__":
