@@ -324,8 +324,9 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
         "scene": torch.nn.Linear(hidden, len(scene_targets(world.Scene(())))),
         "shape": torch.nn.Linear(hidden, len(world.SHAPES) + 1),
         "color": torch.nn.Linear(hidden, len(world.COLORS) + 1),
-        "relations": torch.nn.Linear(hidden, len(relation_targets(world.Scene(())))),
     })  # fmt: skip
+    if cfg.vision_relations:  # built only then: v5's recipe draws the same random numbers as before
+        heads["relations"] = torch.nn.Linear(hidden, len(relation_targets(world.Scene(()))))
     opt = torch.optim.AdamW(list(vision.parameters()) + list(heads.parameters()), lr=cfg.vision_lr)
     rng = np.random.default_rng(cfg.seed)
     losses = []
