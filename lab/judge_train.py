@@ -169,6 +169,7 @@ def build_judge(size: str | JudgeSize = "lab", seed: int = 0):
 
 
 BALANCES = ("answer", "task_answer")  # pair_weights
+BALANCE_WORDS = {"answer": "yes and no weighing half each", "task_answer": "yes and no weighing half of every task"}
 
 
 @dataclass(frozen=True)
@@ -456,9 +457,12 @@ It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` 
   samples of {models} on training prompts, each with its own prompt and {cfg.negatives_per_image} confusable
   ones (count +-1, swapped relation or colours, another class), and {cfg.renders:,} blurred, noisy renders;
   {cfg.generated_fraction:.0%} of every batch from the generated samples.
-- {cfg.steps} steps x {cfg.batch_size} pairs, AdamW lr {cfg.lr} (cosine), class-balanced next-token cross-entropy.
-- Reproduce: `lab train-judge --config configs/judge.yaml --out checkpoints/judge` (`train_config.yaml`,
-  `train_log.jsonl` here)."""
+- Stage 1: {cfg.vision_steps} steps teaching the vision tower each patch's shape and colour, the scene's counts and
+  centroids{" and which relations hold between which shapes" if cfg.vision_relations else ""} (renders).
+- Stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, AdamW lr {cfg.lr} (cosine), next-token cross-entropy with
+  {BALANCE_WORDS[cfg.balance]}.
+- Reproduce: `lab train-judge --config train_config.yaml --out DIR` with this folder's `train_config.yaml`
+  (`train_log.jsonl` here)."""
     agreement = f"""{val_pairs:,} pairs from the {cfg.holdout_fraction:.0%} of generated images held out of training:
 
 {reliability_markdown(metrics)}

@@ -169,6 +169,8 @@ def test_lab_judge_trains_saves_and_loads_with_plain_transformers(tmp_path):
     metrics = train_judge(quick_config(JudgeTrainConfig()), out, progress=False)
     assert 0 <= metrics["overall"]["balanced_accuracy"] <= 1
     assert (out / "train_config.yaml").is_file() and (out / "train_log.jsonl").is_file()
+    card = (out / "README.md").read_text()  # the card reproduces from the config that trained it
+    assert "--config train_config.yaml" in card and "yes and no weighing half each" in card
     code = f"""
 import sys, numpy as np
 from PIL import Image
