@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lab.checkpoint import GracefulInterrupt, atomic_directory, load_state, save_state
-from lab.config import config_dict, save_config
+from lab.config import config_dict, save_config, with_defaults
 from lab.model import POSITION_EMBEDDINGS, build_pipeline, encode_text, load_pipeline, quiet_hub_logging
 from lab.runlog import RunLog
 from lab.schedule import lr_at
@@ -259,6 +259,31 @@ def _restore_weights(ckpt: Path, modules: dict, ema=None) -> None:
         ema.load_state_dict(torch.load(ckpt / "ema.pt", weights_only=False))
 
 
+# What may differ when a run resumes: how long it goes on, and how it renders and saves (the batches
+# are the same with any number of workers). Anything else would continue one run as another.
+RESUME_MAY_CHANGE = ("steps", "checkpoint_every", "data_workers")
+
+
+def _check_same_run(recorded: dict | None, cfg: TrainConfig, ckpt: Path) -> None:
+    """Refuses to resume the checkpoint of another run (a record written before a field existed
+    reads as that field's default)."""
+    import json
+
+    if recorded is None:
+        return
+    recorded = with_defaults(TrainConfig, recorded)
+    wanted = json.loads(json.dumps(config_dict(cfg)))
+    differ = sorted(
+        k for k in set(recorded) | set(wanted) if k not in RESUME_MAY_CHANGE and recorded.get(k) != wanted.get(k)
+    )
+    if differ:
+        diffs = "; ".join(f"{k}: {recorded.get(k)!r} there, {wanted.get(k)!r} now" for k in differ)
+        raise ValueError(
+            f"{ckpt} is the checkpoint of another run ({diffs}); resume it with its own config, or train into "
+            "another folder"
+        )
+
+
 def _pipeline(tokenizer, text_encoder, vae, transformer, scheduler):
     """A SanaPipeline of these components, its own progress bars off (lab shows its own)."""
     from diffusers import SanaPipeline
@@ -366,6 +391,7 @@ def train(
     start = 0
     if resume and ckpt.is_dir():
         opt_state, state = load_state(ckpt)
+        _check_same_run(state.get("config"), cfg, ckpt)
         _restore_weights(ckpt, modules, ema)
         optimizer.load_state_dict(opt_state)
         start = state["step"]

@@ -167,6 +167,18 @@ def test_trainer_runs_and_resumes_with_every_optimizer(tiny_vae_dir, tmp_path, o
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_resuming_another_runs_checkpoint_is_refused_but_a_longer_run_resumes(tiny_vae_dir, tmp_path):
+    cfg = tiny_config(tiny_vae_dir, steps=2, lr=1e-3)
+    train(cfg, tmp_path / "run", progress=False)
+    state = tmp_path / "run" / "checkpoint" / "state.json"
+    before = state.read_text()
+    with pytest.raises(ValueError, match=r"checkpoint of another run \(lr: 0.001 there, 0.002 now\)"):
+        train(replace(cfg, lr=2e-3), tmp_path / "run", progress=False)
+    assert state.read_text() == before
+    train(replace(cfg, steps=3, checkpoint_every=1), tmp_path / "run", progress=False)
+    assert json.loads(state.read_text())["step"] == 3
+
+
 # ----------------------------------------------------------------------------------------------
 # new_block_lr_scale: the blocks growth added at a multiple of the lr
 
