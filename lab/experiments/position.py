@@ -193,6 +193,8 @@ def relation_sensitivity(pipe, pairs=SHAPE_PAIRS, seeds: int = 8, sampler=None, 
 
 
 PREFERENCE_SIGMAS = (0.5, 0.7, 0.9)  # noise levels where the layout of a 64x64 scene is still open
+WRONG_CAPTIONS = ("relation", "axis", "shape")  # relation_preference's wrong captions
+PREFERENCE_BATCH = 256  # images per transformer call
 
 
 def relation_preference(pipe, pairs=SHAPE_PAIRS, scenes: int = 8, sigmas=PREFERENCE_SIGMAS) -> dict:
@@ -240,22 +242,19 @@ def relation_preference(pipe, pairs=SHAPE_PAIRS, scenes: int = 8, sigmas=PREFERE
                 v = torch.cat(
                     [
                         pipe.transformer(
-                            noisy[j : j + 256],
-                            encoder_hidden_states=embeds[j : j + 256],
-                            encoder_attention_mask=mask[j : j + 256],
-                            timestep=t[j : j + 256],
+                            noisy[j : j + PREFERENCE_BATCH],
+                            encoder_hidden_states=embeds[j : j + PREFERENCE_BATCH],
+                            encoder_attention_mask=mask[j : j + PREFERENCE_BATCH],
+                            timestep=t[j : j + PREFERENCE_BATCH],
                             return_dict=False,
                         )[0]
-                        for j in range(0, len(x0), 256)
+                        for j in range(0, len(x0), PREFERENCE_BATCH)
                     ]
                 )
                 losses[k] = ((v.float() - (noise - x0).float()) ** 2).mean((1, 2, 3))
             # a string key: the same after a JSON round trip
             by_sigma[f"{sigma:g}"] = {k: float((losses["true"] < losses[k]).float().mean()) for k in WRONG_CAPTIONS}
     return {k: float(np.mean([v[k] for v in by_sigma.values()])) for k in WRONG_CAPTIONS} | {"by_sigma": by_sigma}
-
-
-WRONG_CAPTIONS = ("relation", "axis", "shape")  # relation_preference's wrong captions
 
 
 def layout_agreement(layouts: np.ndarray, texts: list[str], scenes: int = 256, seed: int = 0) -> dict:
