@@ -451,8 +451,8 @@ def encoder_pilot(
     out = Path(out)
     results = {}
     for arm in arms or tuple(PILOT_ARMS):
-        path = out / f"{_arm_dir(arm)}.json"
-        points = [tuple(p) for p in json.loads(path.read_text())["points"]] if path.is_file() else []
+        path = _arm_record(out, arm)
+        points = _read_points(path)
 
         def measure(step, pipe, points=points, arm=arm, path=path):
             points[:] = [p for p in points if p[0] < step] + [(step, mechanism(pipe, scenes, seeds))]
@@ -468,16 +468,21 @@ def _arm_dir(arm: str) -> str:
     return arm.replace(" + ", "_").replace(" ", "_")
 
 
-def pilot_results(out: str = "runs/position_pilot") -> dict:
-    """{arm: [(step, measures), ...]} of every arm that has measured something under `out`."""
+def _arm_record(out, arm: str):
+    """The file where a pilot arm keeps its measured points: `out/<arm>.json`."""
     from pathlib import Path
 
-    found = {}
-    for arm in PILOT_ARMS:
-        path = Path(out) / f"{_arm_dir(arm)}.json"
-        if path.is_file():
-            found[arm] = [tuple(p) for p in json.loads(path.read_text())["points"]]
-    return found
+    return Path(out) / f"{_arm_dir(arm)}.json"
+
+
+def _read_points(path) -> list:
+    """[(step, measures), ...] recorded in an arm's file; [] when there is none yet."""
+    return [tuple(p) for p in json.loads(path.read_text())["points"]] if path.is_file() else []
+
+
+def pilot_results(out: str = "runs/position_pilot") -> dict:
+    """{arm: [(step, measures), ...]} of every arm that has measured something under `out`."""
+    return {arm: _read_points(_arm_record(out, arm)) for arm in PILOT_ARMS if _arm_record(out, arm).is_file()}
 
 
 # (label, reading, what it reads when the relation is ignored, y-limits). A reading a point lacks
