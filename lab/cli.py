@@ -87,6 +87,19 @@ def _model(spec: str) -> str:
     return spec
 
 
+def _init_std(text: str) -> float | str:
+    """`lab grow --init-std`: a number > 0, or 'default' (lab.growth.DEFAULT_INIT)."""
+    if text == "default":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number or 'default'; expected e.g. 0.02")
+    return value
+
+
 def _existing_file(name: str) -> Path:
     from lab.provenance import repo_path
 
@@ -380,7 +393,7 @@ def _grow(args: argparse.Namespace) -> None:
     source = spec.path
     keep = args.keep if args.keep is not None else _usage(default_keep, spec.source_layers, args.strategy)
     # growth.json records the run: the same arguments may redo it, others need --overwrite
-    keys = ("source", "num_layers", "strategy", "keep", "zero_init_copies", "seed")
+    keys = ("source", "num_layers", "strategy", "keep", "zero_init_copies", "seed", "init_std")
     wanted = portable(
         {
             "source": str(source),
@@ -389,6 +402,7 @@ def _grow(args: argparse.Namespace) -> None:
             "keep": keep,
             "zero_init_copies": args.zero_init_copies,
             "seed": args.seed,
+            "init_std": args.init_std,
         }
     )
     record = args.out / GROWTH_FILE
@@ -396,7 +410,7 @@ def _grow(args: argparse.Namespace) -> None:
     _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
     try:
         out = grow_pipeline_dir(
-            source, args.out, args.num_layers, args.strategy, args.keep, args.zero_init_copies, args.seed
+            source, args.out, args.num_layers, args.strategy, args.keep, args.zero_init_copies, args.seed, args.init_std
         )
     except (TypeError, ValueError) as e:
         raise UsageError(str(e)) from e
@@ -710,6 +724,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--zero-init-copies", action="store_true", help="replication strategies: copies start as identity")
     p.add_argument("--seed", type=int, default=0, help="seed of the new blocks' small random weights")
+    p.add_argument(
+        "--init-std",
+        type=_init_std,
+        default=0.02,  # lab.growth.INIT_STD (not imported here: parsing loads no torch)
+        help="std of the new blocks' random weights (default 0.02, the reference code's), or 'default': each "
+        "layer at PyTorch's default scale, as in a freshly built block",
+    )
     p.add_argument(
         "--out",
         type=_writable_target,

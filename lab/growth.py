@@ -38,6 +38,7 @@ from torch import nn
 STRATEGIES = ("partial_preservation", "cyclic", "block_replication")
 DROPPED_BLOCKS = 2  # partial preservation drops the source's last two blocks by default (paper: 20 -> keep 18)
 INIT_STD = 0.02  # std of the small random weights of a new block (the reference code's trunc-normal scale)
+DEFAULT_INIT = "default"  # init_std value: each layer of a new block at PyTorch's default scale instead
 GROWTH_FILE = "growth.json"  # written beside a grown pipeline: how it was grown
 
 
@@ -99,19 +100,24 @@ def zero_output_projections(block: nn.Module) -> nn.Module:
 
 
 def identity_block(
-    template: nn.Module, init_std: float = INIT_STD, generator: torch.Generator | None = None
+    template: nn.Module, init_std: float | str = INIT_STD, generator: torch.Generator | None = None
 ) -> nn.Module:
     """A new block shaped like `template` that starts as the identity (see the module docstring).
 
-    Linear and conv weights ~ N(0, init_std^2), their biases 0; norm weights (q/k RMSNorm) 1;
-    the modulation table `scale_shift_table` (6, dim) ~ N(0, 1/dim) as diffusers initialises it;
-    then the output projections are zeroed.
+    Linear and conv weights ~ N(0, init_std^2), or with `init_std=DEFAULT_INIT` at each layer's PyTorch
+    default scale, U(-1/sqrt(fan_in), 1/sqrt(fan_in)), as a freshly built block has them; biases 0;
+    norm weights (q/k RMSNorm) 1; the modulation table `scale_shift_table` (6, dim) ~ N(0, 1/dim) as
+    diffusers initialises it; then the output projections are zeroed.
     """
     block = copy.deepcopy(template)
     with torch.no_grad():
         for module in block.modules():
             if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.normal_(module.weight, std=init_std, generator=generator)
+                if init_std == DEFAULT_INIT:
+                    bound = module.weight[0].numel() ** -0.5  # fan_in: in_features, or in/groups x kernel area
+                    nn.init.uniform_(module.weight, -bound, bound, generator=generator)
+                else:
+                    nn.init.normal_(module.weight, std=init_std, generator=generator)
                 if module.bias is not None:
                     module.bias.zero_()
             elif isinstance(getattr(module, "weight", None), nn.Parameter):
@@ -129,7 +135,7 @@ def grow_depth(
     strategy: str = "partial_preservation",
     keep: int | None = None,
     zero_init_copies: bool = False,
-    init_std: float = INIT_STD,
+    init_std: float | str = INIT_STD,
     seed: int = 0,
 ):
     """A new, deeper `SanaTransformer2DModel` initialised from `transformer` (left unchanged).
@@ -142,7 +148,8 @@ def grow_depth(
             preservation, all for the replication strategies.
         zero_init_copies: replication strategies: make every copy after a block's first
             occurrence start as identity (zeroed output projections, trained weights elsewhere).
-        init_std: std of the small random weights of new blocks.
+        init_std: std of the small random weights of new blocks, or DEFAULT_INIT: each layer at PyTorch's
+            default scale (see `identity_block`), larger inside the FFN's depthwise conv (fan_in 9).
         seed: seed of the new blocks' random weights.
     Returns:
         the grown model, on the source's device and dtype, `config.num_layers == num_layers`.
@@ -159,6 +166,8 @@ def grow_depth(
             f"{len(transformer.transformer_blocks)}; call register_to_config(num_layers=...) after surgery"
         )
     plan = growth_plan(source_layers, num_layers, strategy, keep)
+    if init_std != DEFAULT_INIT and not (isinstance(init_std, (int, float)) and init_std > 0):
+        raise ValueError(f"init_std={init_std!r} is invalid; expected a number > 0 or {DEFAULT_INIT!r}")
 
     grown = copy.deepcopy(transformer)  # embeddings, timestep MLP, output layer: copied unchanged
     source_blocks = list(grown.transformer_blocks)
@@ -202,6 +211,7 @@ def growth_record(
     keep: int | None = None,
     zero_init_copies: bool = False,
     seed: int = 0,
+    init_std: float | str = INIT_STD,
 ) -> dict:
     """What `GROWTH_FILE` holds: the source, the arguments, and the block plan."""
     from lab.provenance import git_commit
@@ -215,6 +225,7 @@ def growth_record(
         "keep": keep,
         "zero_init_copies": zero_init_copies,
         "seed": seed,
+        "init_std": init_std,
         "plan": growth_plan(source_layers, num_layers, strategy, keep),
         "commit": git_commit(),
     }
@@ -256,6 +267,7 @@ def grow_pipeline_dir(
     keep: int | None = None,
     zero_init_copies: bool = False,
     seed: int = 0,
+    init_std: float | str = INIT_STD,
 ) -> Path:
     """Loads the SanaPipeline in `source`, grows its transformer, and saves the complete grown
     pipeline to `out` atomically, with `growth.json` recording how. Returns `out`."""
@@ -264,9 +276,11 @@ def grow_pipeline_dir(
     from lab.provenance import portable
 
     pipe = load_pipeline(source)
-    grown = grow_pipeline(pipe, num_layers, strategy, keep, zero_init_copies=zero_init_copies, seed=seed)
+    grown = grow_pipeline(
+        pipe, num_layers, strategy, keep, zero_init_copies=zero_init_copies, init_std=init_std, seed=seed
+    )
     record = growth_record(
-        source, pipe.transformer.config.num_layers, num_layers, strategy, keep, zero_init_copies, seed
+        source, pipe.transformer.config.num_layers, num_layers, strategy, keep, zero_init_copies, seed, init_std
     )
     out = Path(out)
     with atomic_directory(out) as tmp:

@@ -288,6 +288,24 @@ def block_importance_lines(
     return fig
 
 
+def block_importance_panels(
+    tables: dict, highlights: dict | None = None, highlight_label: str = "kept", stamp: dict | None = None
+) -> Figure:
+    """`block_importance_lines` side by side, one panel per model (titled by its key in `tables`),
+    sharing the y-axis; `highlights` maps a key to the block indices to mark."""
+    highlights = highlights or {}
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(len(tables) * PANEL_SIZE[0], PANEL_SIZE[1]), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
+    for ax, (name, table) in zip(axes, tables.items()):
+        block_importance_lines(
+            table, ax=ax, title=name, highlight=highlights.get(name), highlight_label=highlight_label
+        )
+    if stamp is not None:
+        stamp_figure(fig, stamp)
+    return fig
+
+
 def importance_heatmap(table, ax: Axes | None = None, title: str | None = None, stamp: dict | None = None) -> Figure:
     """Blocks x timesteps heatmap of importance; columns in sampling order (noisiest first).
 

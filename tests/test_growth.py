@@ -10,8 +10,8 @@ import torch
 from lab import cli, plots
 from lab.experiments import growth as experiment
 from lab.experiments import preset
-from lab.growth import GROWTH_FILE, default_keep, grow_depth, growth_plan
-from lab.model import SIZES, build_transformer
+from lab.growth import DEFAULT_INIT, GROWTH_FILE, INIT_STD, default_keep, grow_depth, growth_plan
+from lab.model import SIZES, build_transformer, load_pipeline
 from lab.train import flow_matching_loss
 from lab.zoo import STAND_IN_SIZE, stand_in_dir
 
@@ -60,6 +60,18 @@ def test_identity_growth_holds_without_qk_norm_too():
     assert (output(grown, inputs) - output(plain, inputs)).abs().max() <= 1e-5
 
 
+def test_growing_a_model_with_a_sincos_position_embedding_keeps_it_and_stays_identity(tmp_path):
+    from diffusers import SanaTransformer2DModel
+
+    torch.manual_seed(0)
+    sincos = build_transformer("tiny", position_embedding="sincos")  # S v2's transformer (issue 17)
+    grown = grow_depth(sincos, 6, keep=2)
+    inputs = random_inputs(sincos)
+    assert (output(grown, inputs) - output(sincos, inputs)).abs().max() <= 1e-5
+    grown.save_pretrained(tmp_path)
+    assert SanaTransformer2DModel.from_pretrained(tmp_path).config.interpolation_scale == 1
+
+
 @pytest.mark.parametrize("strategy", ["partial_preservation", "cyclic", "block_replication"])
 def test_grown_config_matches_its_blocks(tiny, strategy):
     grown = grow_depth(tiny, 5, strategy)
@@ -83,6 +95,23 @@ def test_new_blocks_start_with_zero_output_projections_and_unit_qk_norms(tiny):
         for norm in (block.attn1.norm_q, block.attn1.norm_k, block.attn2.norm_q, block.attn2.norm_k):
             assert torch.equal(norm.weight, torch.ones_like(norm.weight))
         assert block.attn1.to_q.weight.abs().max() > 0  # the rest is small random, not zero
+
+
+def test_default_init_gives_new_blocks_pytorchs_layer_scales_and_keeps_them_identity(tiny):
+    small = grow_depth(tiny, 4, keep=2)
+    default = grow_depth(tiny, 4, keep=2, init_std=DEFAULT_INIT)
+    inputs = random_inputs(tiny)
+    assert (output(default, inputs) - output(tiny, inputs)).abs().max() <= 1e-5  # still identity at the start
+    fresh = build_transformer("tiny").transformer_blocks[0]  # what PyTorch gives a freshly built block
+    for name in ("ff.conv_depth", "ff.conv_inverted", "attn1.to_q"):
+        std = {
+            m: b.get_submodule(name).weight.std().item()
+            for m, b in (("small", small), ("default", default))
+            for b in [b.transformer_blocks[3]]
+        }
+        assert std["default"] == pytest.approx(fresh.get_submodule(name).weight.std().item(), rel=0.15)
+        assert std["small"] == pytest.approx(INIT_STD, rel=0.15)
+    assert default.transformer_blocks[3].ff.conv_depth.weight.std() > 5 * INIT_STD  # fan_in 9: the largest gap
 
 
 def test_first_backward_step_gives_every_new_block_nonzero_gradients(tiny):
@@ -137,6 +166,8 @@ def test_grown_model_shares_no_parameters_with_its_source(tiny):
         ({"num_layers": 6, "keep": 0}, ValueError, ["keep=0", "1 to 2"]),
         ({"num_layers": 6, "keep": 3}, ValueError, ["keep=3", "1 to 2"]),
         ({"num_layers": 6, "strategy": "stacking"}, ValueError, ["'stacking'", "partial_preservation", "cyclic"]),
+        ({"num_layers": 6, "init_std": "kaiming"}, ValueError, ["init_std='kaiming'", "> 0", "'default'"]),
+        ({"num_layers": 6, "init_std": 0.0}, ValueError, ["init_std=0.0", "> 0"]),
     ],
 )
 def test_bad_growth_arguments_raise_errors_naming_the_value_and_the_accepted_ones(tiny, kwargs, error, words):
@@ -195,6 +226,9 @@ def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_
     assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 6
     record = json.loads((out / GROWTH_FILE).read_text())
     assert record["plan"] == [0, 1, None, None, None, None] and record["source"] == str(tiny_pipeline_dir)
+    assert record["init_std"] == INIT_STD  # the CLI's default is the library's
+    code, _, err = run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--init-std", "-1", "--out", out)
+    assert code == 2 and "'-1' is not a positive number or 'default'" in err
     code, _, err = run_lab(
         "grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--strategy", "deep", "--out", tmp_path / "bad"
     )
@@ -252,9 +286,54 @@ def test_growth_run_on_a_stand_in_writes_its_metrics_and_draws_both_figures(tmp_
     assert stored["mode"] == "quick" and stored["config"]["train"]["steps"] == 2
     assert [s for s, _ in stored["runs"]["grown"]["geneval"]] == [0, 2]
     figs = experiment.figures(stored)
-    assert set(figs) == {"growth_vs_scratch", "growth_strategies"}
+    assert set(figs) == {"growth_vs_scratch", "growth_strategies", "added_block_importance"}  # the preset measures it
     plots.save_figures(figs, tmp_path / "figs")
-    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == ["growth_strategies.png", "growth_vs_scratch.png"]
+    assert sorted(p.name for p in (tmp_path / "figs").iterdir()) == [
+        "added_block_importance.png",
+        "growth_strategies.png",
+        "growth_vs_scratch.png",
+    ]
+
+
+def test_the_new_lr_arm_trains_only_the_added_blocks_faster_and_its_importance_ratio_is_measured(tmp_path):
+    source = stand_in_dir(tmp_path)
+    cfg = quick(
+        arms=["grown", "grown_new_lr"],
+        train={"steps": 1, "batch_size": 2, "warmup_steps": 1},
+        eval_every=1,
+        eval_prompt_limit=2,
+        sampler={"steps": 2},
+        loss_window=1,
+        new_block_lr_scale=50.0,
+        importance_prompts=2,
+    )
+    metrics = experiment.run_arms(source, tmp_path / "runs", cfg)
+    grown, fast = metrics["runs"]["grown"], metrics["runs"]["grown_new_lr"]
+    assert (grown["new_block_lr_scale"], fast["new_block_lr_scale"]) == (1.0, 50.0) and "x50" in fast["label"]
+    blocks = SIZES[STAND_IN_SIZE].num_layers
+    assert grown["added_blocks"] == fast["added_blocks"] == list(range(blocks - 2, 3 * blocks))
+
+    def transformer(run):
+        return load_pipeline(run["pipeline"]).transformer.transformer_blocks
+
+    # one step from the same start on the same data: the kept blocks take the plain arm's step, the added ones a larger one
+    plain, faster, init = transformer(grown), transformer(fast), transformer({"pipeline": tmp_path / "runs/grown/init"})
+
+    def moved(model, i):
+        return sum((a - b).norm() for a, b in zip(model[i].parameters(), init[i].parameters()))
+
+    assert all(moved(plain, i) == moved(faster, i) for i in range(blocks - 2))
+    assert all(moved(faster, i) > 5 * moved(plain, i) for i in grown["added_blocks"])
+    ratios = [metrics["summary"]["arms"][a]["added_to_kept_importance"] for a in ("grown", "grown_new_lr")]
+    assert all(r >= 0 for r in ratios) and ratios[1] > ratios[0]
+    assert set(experiment.figures(metrics)) >= {"growth_added_blocks", "added_block_importance"}
+
+
+def test_added_to_kept_importance_divides_the_added_blocks_mean_by_the_kept_blocks_mean():
+    run = {"added_blocks": [2, 3], "importance": {"mean": [0.4, 0.2, 0.03, 0.01]}}
+    assert experiment.added_to_kept_importance(run) == pytest.approx(0.02 / 0.3)
+    assert experiment.added_to_kept_importance({"added_blocks": [2]}) is None  # not measured
+    assert experiment.added_to_kept_importance({"added_blocks": [], "importance": {"mean": [1.0]}}) is None
 
 
 def test_steps_to_reach_finds_the_first_step_whose_smoothed_loss_is_low_enough():

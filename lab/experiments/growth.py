@@ -24,7 +24,16 @@ import numpy as np
 
 from lab.config import config_dict
 from lab.evaluation import evenly_spaced_prompts
-from lab.growth import GROWTH_FILE, STRATEGIES, default_keep, grow_pipeline_dir, growth_plan
+from lab.growth import (
+    DEFAULT_INIT,
+    GROWTH_FILE,
+    INIT_STD,
+    STRATEGIES,
+    added_blocks,
+    default_keep,
+    grow_pipeline_dir,
+    growth_plan,
+)
 from lab.model import load_pipeline, quiet_hub_logging
 from lab.runlog import read_log, training_seconds
 from lab.sampling import SamplerConfig
@@ -47,6 +56,8 @@ class Arm:
     label: str  # legend text
     keep_all: bool = False  # keep every source block instead of the strategy's default
     zero_init_copies: bool = False  # replication strategies: copies start as identity
+    scaled_new_lr: bool = False  # the added blocks train at lr x the config's new_block_lr_scale
+    default_init: bool = False  # the added blocks' weights at PyTorch's default scale (lab.growth.DEFAULT_INIT)
 
 
 ARMS: dict[str, Arm] = {
@@ -55,13 +66,24 @@ ARMS: dict[str, Arm] = {
     "grown_keep_all": Arm("partial_preservation", "partial preservation, keep all", keep_all=True),
     "cyclic": Arm("cyclic", "cyclic replication"),
     "block_replication": Arm("block_replication", "block replication"),
+    "grown_new_lr": Arm("partial_preservation", "grown, added blocks at a higher lr", scaled_new_lr=True),
+    "grown_default_init": Arm("partial_preservation", "grown, added blocks at PyTorch's init scale", default_init=True),
+    "grown_default_init_new_lr": Arm(
+        "partial_preservation",
+        "grown, added blocks at PyTorch's init scale, higher lr",
+        scaled_new_lr=True,
+        default_init=True,
+    ),
 }
 COMPARISON_ARMS = ("grown", SCRATCH)  # part (a): grown L vs L from scratch
 STRATEGY_ARMS = ("grown", "grown_keep_all", "cyclic", "block_replication")  # part (b)
+ADDED_BLOCK_ARMS = ("grown", "grown_new_lr", "grown_default_init", "grown_default_init_new_lr")  # part (c): do the
+# added blocks come to carry weight?
 
 # The paper's claims, as checked on the full run (issue targets).
 LOSS_STEPS_TARGET = 0.4  # grown L reaches from-scratch L's final loss within this fraction of the steps
 GENEVAL_GAIN_TARGET = 0.05  # grown L's GenEval-mini exceeds the source's by at least this
+ADDED_IMPORTANCE_TARGET = 0.10  # the added blocks' mean importance, as a fraction of the kept blocks' (issue 17)
 
 
 def _arm_training() -> TrainConfig:
@@ -91,6 +113,9 @@ class GrowthExperimentConfig:
     final_arms: tuple[str, ...] = ("grown",)
     final_images_per_prompt: int = 4
     loss_window: int = 20  # steps in the moving average that compares noisy losses
+    new_block_lr_scale: float = 10.0  # the grown_new_lr arm: its added blocks train at lr x this
+    importance_prompts: int = 0  # block importance of every trained arm over this many evenly spaced
+    # `eval_prompts` sampled by `sampler` (0 = not measured)
 
     def __post_init__(self):
         unknown = [a for a in (*self.arms, *self.final_arms) if a not in ARMS]
@@ -100,6 +125,8 @@ class GrowthExperimentConfig:
             raise ValueError(f"train.steps={self.train.steps} and eval_every={self.eval_every} must both be >= 1")
         if self.growth_factor < 2:
             raise ValueError(f"growth_factor={self.growth_factor} must be >= 2 (the deep model has more blocks)")
+        if self.importance_prompts < 0:
+            raise ValueError(f"importance_prompts={self.importance_prompts} must be >= 0 (0 = not measured)")
 
 
 Config = GrowthExperimentConfig
@@ -117,7 +144,8 @@ def initial_pipeline_dir(arm: Arm, source: str | Path, out: str | Path, num_laye
         raise ValueError(f"arm strategy {arm.strategy!r}; expected {SCRATCH!r} or one of {STRATEGIES}")
     source_layers = load_pipeline(source).transformer.config.num_layers
     keep = source_layers if arm.keep_all else None
-    return grow_pipeline_dir(source, out, num_layers, arm.strategy, keep, arm.zero_init_copies, seed)
+    init_std = DEFAULT_INIT if arm.default_init else INIT_STD
+    return grow_pipeline_dir(source, out, num_layers, arm.strategy, keep, arm.zero_init_copies, seed, init_std)
 
 
 def block_plans(cfg: GrowthExperimentConfig, source_layers: int) -> dict[str, list]:
@@ -142,6 +170,16 @@ def _geneval(pipe, prompts, images_per_prompt: int, cfg: GrowthExperimentConfig)
     return {"overall": report.overall, "task_accuracy": report.task_accuracy}
 
 
+def _importance(pipe, cfg: GrowthExperimentConfig):
+    from lab.pruning import block_importance
+
+    prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.importance_prompts)
+    s = cfg.sampler
+    return block_importance(
+        pipe, prompts, s.steps, s.guidance_scale, seed=cfg.train.seed, batch_size=s.batch_size, progress=False
+    )
+
+
 def run_arm(
     name: str, source: str | Path, run_dir: str | Path, cfg: GrowthExperimentConfig, progress: bool = False
 ) -> dict:
@@ -150,7 +188,9 @@ def run_arm(
 
     Writes `run_dir/init` (the step-0 pipeline) and `run_dir/train` (the trainer's run directory).
     Returns {"label", "strategy", "keep", "num_layers", "params", "loss": [[step, loss], ...],
-    "geneval": [[step, overall], ...], "task_accuracy": {task: acc} at the end, "train_seconds"}.
+    "geneval": [[step, overall], ...], "task_accuracy": {task: acc} at the end, "train_seconds",
+    "new_block_lr_scale"}; grown arms add "added_blocks" (indices), and with `importance_prompts`
+    every arm adds "importance" (the trained model's `ImportanceTable.to_json()`).
     """
     from lab.train import train
 
@@ -165,8 +205,9 @@ def run_arm(
     def evaluate(step: int, pipe) -> None:
         evals.append([step, _geneval(pipe, prompts, cfg.images_per_prompt, cfg)])
 
+    scale = cfg.new_block_lr_scale if arm.scaled_new_lr else cfg.train.new_block_lr_scale
     trained = train(
-        replace(cfg.train, init_from=str(init)),
+        replace(cfg.train, init_from=str(init), new_block_lr_scale=scale),
         run_dir / "train",
         progress=progress,
         callbacks=TrainCallbacks(evaluate=evaluate, evaluate_every=cfg.eval_every),
@@ -177,7 +218,7 @@ def run_arm(
         keep = source_layers if arm.keep_all else default_keep(source_layers, arm.strategy)
     log = run_dir / "train" / "train_log.jsonl"
     result = {
-        "label": arm.label,
+        "label": f"{arm.label} (x{scale:g})" if arm.scaled_new_lr else arm.label,
         "strategy": arm.strategy,
         "keep": keep,
         "num_layers": transformer.config.num_layers,
@@ -187,9 +228,13 @@ def run_arm(
         "task_accuracy": evals[-1][1]["task_accuracy"],
         "train_seconds": training_seconds(log, cfg.train.batch_size),
         "pipeline": str(trained),
+        "new_block_lr_scale": scale,
     }
     if (init / GROWTH_FILE).is_file():
         result["growth"] = str(init / GROWTH_FILE)
+        result["added_blocks"] = added_blocks(init)
+    if cfg.importance_prompts:
+        result["importance"] = _importance(load_pipeline(trained), cfg).to_json()
     if cfg.final_prompts and name in cfg.final_arms:
         result["final_geneval"] = _geneval(load_pipeline(trained), cfg.final_prompts, cfg.final_images_per_prompt, cfg)
     return result
@@ -265,12 +310,29 @@ def steps_to_reach(curve, target: float, window: int) -> int | None:
     return int(steps[hits[0]]) if hits.size else None
 
 
+def added_to_kept_importance(run: dict) -> float | None:
+    """The added blocks' mean importance (over blocks and timesteps) divided by the kept blocks', of
+    one arm's record (`run_arm`); None when it has no added blocks or no importance table."""
+    if not run.get("added_blocks") or "importance" not in run:
+        return None
+    mean = np.asarray(run["importance"]["mean"])
+    added = np.zeros(len(mean), dtype=bool)
+    added[run["added_blocks"]] = True
+    kept = mean[~added].mean()
+    return float(mean[added].mean() / kept) if kept > 0 else None
+
+
 def summarize(metrics: dict, window: int) -> dict:
     """The numbers the paper's claims are checked against: for each grown arm, the steps it needs
     to reach from-scratch L's final (moving-average) loss and their fraction of the run; the
-    final GenEval-mini of each arm minus the source's; and the two targets, where measurable."""
+    final GenEval-mini of each arm minus the source's; the added blocks' importance relative to the
+    kept ones' (`added_to_kept_importance`); and the targets, where measurable."""
     runs, source = metrics["runs"], metrics["source"]
-    summary: dict = {"loss_steps_target": LOSS_STEPS_TARGET, "geneval_gain_target": GENEVAL_GAIN_TARGET}
+    summary: dict = {
+        "loss_steps_target": LOSS_STEPS_TARGET,
+        "geneval_gain_target": GENEVAL_GAIN_TARGET,
+        "added_importance_target": ADDED_IMPORTANCE_TARGET,
+    }
     scratch_loss = None
     if SCRATCH in runs and runs[SCRATCH]["loss"]:
         scratch_loss = float(moving_average([v for _, v in runs[SCRATCH]["loss"]], window)[-1])
@@ -287,6 +349,10 @@ def summarize(metrics: dict, window: int) -> dict:
             entry["final_geneval_gain_over_source"] = (
                 run["final_geneval"]["overall"] - source["final_geneval"]["overall"]
             )
+        ratio = added_to_kept_importance(run)
+        if ratio is not None:
+            entry["added_to_kept_importance"] = ratio
+            entry["added_importance_target_met"] = ratio >= ADDED_IMPORTANCE_TARGET
         if scratch_loss is not None and name != SCRATCH:
             reached = steps_to_reach(run["loss"], scratch_loss, window)
             entry["steps_to_scratch_final_loss"] = reached
@@ -352,8 +418,9 @@ def summary_table(metrics: dict) -> str:
     """A markdown table of `metrics["summary"]`: one row per arm."""
     summary, runs = metrics["summary"], metrics["runs"]
     head = (
-        "| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source |\n"
-        "|---|---|---:|---:|---:|---:|\n"
+        "| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source "
+        "| added / kept importance |\n"
+        "|---|---|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for name, e in summary["arms"].items():
@@ -363,9 +430,10 @@ def summary_table(metrics: dict) -> str:
         frac = e.get("fraction_of_steps")
         reach = "-" if name == SCRATCH else ("never" if reached is None else f"{reached} ({frac:.0%})")
         loss = "-" if e["final_loss"] is None else f"{e['final_loss']:.4f}"
+        ratio = e.get("added_to_kept_importance")
         rows.append(
             f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | "
-            f"{e['geneval_gain_over_source']:+.3f} |"
+            f"{e['geneval_gain_over_source']:+.3f} | {'-' if ratio is None else f'{ratio:.1%}'} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -373,7 +441,9 @@ def summary_table(metrics: dict) -> str:
 def figures(metrics: dict, stamp: dict | None = None) -> dict:
     """The experiment's figures by name (lab.plots draws them): "growth_vs_scratch" (part (a)) and
     "growth_strategies" (part (b)), each training loss and GenEval-mini against steps; an arm keeps
-    its colour in both."""
+    its colour in all. When an arm of part (c) beyond "grown" ran, "growth_added_blocks" (the same
+    panels); when importance was measured, "added_block_importance": each grown arm's trained block
+    importance with the blocks growth added marked."""
     from lab import plots
 
     cfg, source = metrics["config"], metrics["source"]
@@ -395,7 +465,9 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
         "growth_vs_scratch": (COMPARISON_ARMS, "Grown L vs L from scratch"),
         "growth_strategies": (STRATEGY_ARMS, "Growth initialisations"),
     }
-    return {
+    if any(a in metrics["runs"] for a in ADDED_BLOCK_ARMS[1:]):
+        parts["growth_added_blocks"] = (ADDED_BLOCK_ARMS, "Do the added blocks learn? Their lr and init scale")
+    figs = {
         name: plots.training_curves(
             curves(metrics, arms, "loss"),
             curves(metrics, arms, "geneval"),
@@ -407,3 +479,14 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
         )
         for name, (arms, title) in parts.items()
     }
+    measured = {n: r for n, r in metrics["runs"].items() if "importance" in r and r.get("added_blocks")}
+    if measured:
+        from lab.pruning import ImportanceTable
+
+        figs["added_block_importance"] = plots.block_importance_panels(
+            {r["label"]: ImportanceTable.from_json(r["importance"]) for r in measured.values()},
+            {r["label"]: r["added_blocks"] for r in measured.values()},
+            highlight_label="added by growth",
+            stamp=stamp,
+        )
+    return figs
