@@ -397,6 +397,27 @@ def test_summary_checks_importance_vs_naive_the_gap_at_moderate_depth_and_scratc
     assert experiment.summarize(metrics_of(ties_then_wins, 0.6))["importance_beats_naive"]["after"] is True
 
 
+def test_the_control_fine_tune_of_the_unpruned_model_is_scored_summarized_and_tabled(deep_pipeline_dir, tmp_path):
+    cfg = quick(
+        source=str(deep_pipeline_dir),
+        work_dir=str(tmp_path / "work"),
+        fractions=[1 / 2],
+        methods=["importance"],
+        calibration_limit=2,
+        eval_prompt_limit=2,
+        finetune={"steps": 1, "batch_size": 2},
+        finetune_source=True,
+        scratch_steps=-1,
+    )
+    metrics = experiment.run(cfg)
+    tuned = metrics["source"]["finetuned"]
+    assert 0 <= tuned["overall"] <= 1 and (tmp_path / "work/source-finetune/pipeline").is_dir()
+    effect = metrics["summary"]["finetune_effect_on_unpruned"]
+    assert effect == pytest.approx(tuned["overall"] - metrics["source"]["geneval"])
+    assert f"| {tuned['overall']:.3f} | {effect:+.3f} |" in experiment.summary_table(metrics).splitlines()[2]
+    assert experiment.summarize(metrics_of({("importance", 6): 0.5}, 0.6))["finetune_effect_on_unpruned"] is None
+
+
 def test_claim_one_compares_methods_only_at_a_stage_where_both_were_scored():
     metrics = metrics_of({("importance", 6): 0.58, ("last", 6): 0.62}, unpruned=0.6)
     metrics["variants"][1]["after"] = None  # "last" pruned and scored, not fine-tuned: 0.52 before

@@ -74,6 +74,8 @@ class PruningExperimentConfig:
     sampler: SamplerConfig = field(default_factory=SamplerConfig)  # GenEval-mini's generation
     finetune: TrainConfig = field(default_factory=_recovery_finetune)  # the recovery fine-tune (init_from set here)
     finetune_methods: tuple[str, ...] = METHODS  # variants fine-tuned and scored again (the rest: before only)
+    finetune_source: bool = False  # the control: the same fine-tune on the unpruned source, scored too (does
+    # the fine-tune itself help or hurt, pruning aside?)
     scratch_model: str = (
         ""  # an existing from-scratch model of the smallest pruned depth to compare with ("" = train one)
     )
@@ -324,8 +326,9 @@ def run(
     is missing. Writes `out/importance.json` and `out/metrics.json` when `out` is given (with
     `mode`, the preset's name, when given).
 
-    Returns {"config", "source": {"path", "label", "num_layers", "geneval", "task_accuracy"},
-    "importance", "variants": [...], "scratch": [...], "summary"} (+ "mode").
+    Returns {"config", "source": {"path", "label", "num_layers", "geneval", "task_accuracy"
+    (+ "finetuned": {"overall", "task_accuracy"} with `cfg.finetune_source`)}, "importance",
+    "variants": [...], "scratch": [...], "summary"} (+ "mode").
     """
     from lab.experiments import source_label, source_pipeline, work_directory
     from lab.provenance import write_json
@@ -338,6 +341,10 @@ def run(
     else:
         table = measure_importance(source, cfg, progress)
     base = geneval_score(source, cfg, score_cache(work))
+    if cfg.finetune_source:
+        base["finetuned"] = geneval_score(
+            finetune(cfg, source, work / "source-finetune", progress), cfg, score_cache(work)
+        )
     variants = run_variants(source, table, work, cfg, progress)
     scratch = run_scratch(source, scratch_depth(source, cfg), work, cfg, progress)
     metrics = assemble_metrics(cfg, source, base, table, variants, scratch)
@@ -371,6 +378,7 @@ def assemble_metrics(
             "num_layers": table.num_blocks,
             "geneval": base["overall"],
             "task_accuracy": base["task_accuracy"],
+            **({"finetuned": base["finetuned"]} if "finetuned" in base else {}),
         },
         "importance": table.to_json(),
         "variants": variants,
@@ -393,7 +401,8 @@ def summarize(metrics: dict) -> dict:
     "moderate_depth", "gap_to_unpruned", "gap_target", "within_target", "scratch": {depth:
     {"pruned", "scratch", "margin", "pruned_compute", "scratch_compute"}}, "beats_scratch". A claim
     whose numbers are missing is None. Claims 2 and 3 use the importance-pruned score after the
-    fine-tune (before it when it was not fine-tuned).
+    fine-tune (before it when it was not fine-tuned). With the control run (`finetune_source`),
+    "finetune_effect_on_unpruned": the unpruned model's score after the fine-tune minus before.
     """
     rows, unpruned = metrics["variants"], metrics["source"]["geneval"]
 
@@ -425,6 +434,8 @@ def summarize(metrics: dict) -> dict:
         out.update(moderate_depth=moderate, gap_to_unpruned=gap, within_target=gap <= WITHIN_TARGET)
     else:
         out.update(moderate_depth=None, gap_to_unpruned=None, within_target=None)
+    tuned = metrics["source"].get("finetuned")
+    out["finetune_effect_on_unpruned"] = None if tuned is None else tuned["overall"] - unpruned
     out["scratch"], out["beats_scratch"] = {}, None
     for s in metrics.get("scratch", []):
         if s["depth"] in imp_rows:
@@ -445,10 +456,12 @@ def summary_table(metrics: dict) -> str:
     """Markdown: one row per (depth, method) with GenEval-mini before and after the fine-tune, each
     against the unpruned model."""
     unpruned = metrics["source"]["geneval"]
+    tuned = metrics["source"].get("finetuned")
+    control = "– | –" if tuned is None else f"{tuned['overall']:.3f} | {tuned['overall'] - unpruned:+.3f}"
     lines = [
         "| depth | method | kept blocks | pruned | vs unpruned | + fine-tune | vs unpruned |",
         "|---:|---|---|---:|---:|---:|---:|",
-        f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | – | – |",
+        f"| {metrics['source']['num_layers']} | unpruned | all | {unpruned:.3f} | – | {control} |",
     ]
     for r in metrics["variants"]:
         after = "–" if r.get("after") is None else f"{r['after']:.3f}"
