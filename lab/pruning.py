@@ -354,6 +354,45 @@ def block_importance(
     )
 
 
+class _BlockSpan(torch.nn.Module):
+    """Consecutive transformer blocks run as one, called as the transformer calls a block."""
+
+    def __init__(self, blocks):
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(blocks)
+
+    def forward(self, hidden_states, *args):
+        for block in self.blocks:
+            hidden_states = block(hidden_states, *args)
+        return hidden_states
+
+
+def span_importance(pipe, start: int, stop: int, prompts: Sequence, **kwargs) -> ImportanceTable:
+    """Importance of blocks start..stop-1 taken together: 1 - cos(h_in of block `start`, h_out of
+    block stop-1), measured as `block_importance` (same keyword arguments) on the transformer with
+    that span run as one block; the pipeline is left as it was.
+
+    Why: the measure is about quadratic in how much a block changes its input (1 - cos ~ r^2 / 2
+    for a small relative change r), so work spread over many blocks gives each a tiny importance;
+    the span's own shows what the blocks do together (e.g. the blocks growth added, against the
+    source's blocks they replaced).
+
+    Returns the ImportanceTable of the grouped transformer: row `start` is the span, the rows
+    before it blocks 0..start-1, the rows after it blocks stop...
+    """
+    transformer = pipe.transformer
+    blocks = transformer.transformer_blocks
+    if not 0 <= start < stop <= len(blocks):
+        raise ValueError(f"span {start}..{stop} is not within the {len(blocks)} blocks; expected 0 <= start < stop")
+    transformer.transformer_blocks = torch.nn.ModuleList(
+        [*blocks[:start], _BlockSpan(blocks[start:stop]), *blocks[stop:]]
+    )
+    try:
+        return block_importance(pipe, prompts, **kwargs)
+    finally:
+        transformer.transformer_blocks = blocks
+
+
 # --- pruning -------------------------------------------------------------------------------------
 
 

@@ -100,6 +100,22 @@ def test_importance_equals_one_minus_token_cosine_inside_the_pipelines_own_sampl
     assert np.allclose(table.values, reference, atol=1e-5)
 
 
+def test_span_importance_compares_the_spans_input_with_its_output_and_leaves_the_pipeline_as_it_was(tiny_pipeline):
+    from lab.growth import grow_pipeline
+
+    blocks = tiny_pipeline.transformer.transformer_blocks
+    per_block = pruning.block_importance(tiny_pipeline, PROMPTS, timesteps=2)
+    one = pruning.span_importance(tiny_pipeline, 1, 2, PROMPTS, timesteps=2)  # a span of one block is that block
+    assert np.allclose(one.values, per_block.values)
+    both = pruning.span_importance(tiny_pipeline, 0, 2, PROMPTS, timesteps=2)
+    assert both.num_blocks == 1 and both.mean[0] > per_block.mean.max()  # two changes compound
+    assert tiny_pipeline.transformer.transformer_blocks is blocks
+    grown = grow_pipeline(tiny_pipeline, 5, keep=2)  # three identity blocks appended: together they change nothing
+    assert pruning.span_importance(grown, 2, 5, PROMPTS, timesteps=2).mean[2] == pytest.approx(0, abs=1e-6)
+    with pytest.raises(ValueError, match="span 1..3 is not within the 2 blocks"):
+        pruning.span_importance(tiny_pipeline, 1, 3, PROMPTS)
+
+
 def test_cond_branch_option_averages_only_the_conditional_rows(tiny_pipeline):
     both = pruning.block_importance(tiny_pipeline, PROMPTS, timesteps=2, branches="both")
     cond = pruning.block_importance(tiny_pipeline, PROMPTS, timesteps=2, branches="cond")
