@@ -289,18 +289,30 @@ def block_importance_lines(
 
 
 def block_importance_panels(
-    tables: dict, highlights: dict | None = None, highlight_label: str = "kept", stamp: dict | None = None
+    tables: dict,
+    highlights: dict | None = None,
+    highlight_label: str = "kept",
+    log_scale: bool = False,
+    columns: int = 2,
+    stamp: dict | None = None,
 ) -> Figure:
-    """`block_importance_lines` side by side, one panel per model (titled by its key in `tables`),
-    sharing the y-axis; `highlights` maps a key to the block indices to mark."""
+    """`block_importance_lines`, one panel per model (titled by its key in `tables`), `columns` to a
+    row, sharing the y-axis; `highlights` maps a key to the block indices to mark. `log_scale`: a log
+    y-axis, for importances that span orders of magnitude (e.g. new blocks against trained ones)."""
     highlights = highlights or {}
+    rows = -(-len(tables) // columns)
+    cols = min(columns, len(tables))
     with matplotlib.rc_context(STYLE):
-        fig = Figure(figsize=(len(tables) * PANEL_SIZE[0], PANEL_SIZE[1]), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(1, len(tables), sharey=True))
+        fig = Figure(figsize=(cols * PANEL_SIZE[0], rows * PANEL_SIZE[1]), layout="constrained")
+        axes = np.atleast_1d(fig.subplots(rows, cols, sharey=True, squeeze=False).ravel())
     for ax, (name, table) in zip(axes, tables.items()):
         block_importance_lines(
             table, ax=ax, title=name, highlight=highlights.get(name), highlight_label=highlight_label
         )
+        if log_scale:
+            ax.set_yscale("log")
+    for ax in axes[len(tables) :]:
+        ax.set_visible(False)
     if stamp is not None:
         stamp_figure(fig, stamp)
     return fig

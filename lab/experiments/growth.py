@@ -487,6 +487,7 @@ def figures(metrics: dict, stamp: dict | None = None) -> dict:
             {r["label"]: ImportanceTable.from_json(r["importance"]) for r in measured.values()},
             {r["label"]: r["added_blocks"] for r in measured.values()},
             highlight_label="added by growth",
+            log_scale=True,  # added blocks sit orders of magnitude below the kept ones
             stamp=stamp,
         )
     return figs
