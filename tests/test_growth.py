@@ -256,8 +256,9 @@ TWO_TINY_ARMS = dict(
 
 def test_growth_experiment_records_loss_and_geneval_for_every_arm(tmp_path):
     source = stand_in_dir(tmp_path)
-    cfg = quick(**TWO_TINY_ARMS, eval_every=1)
+    cfg = quick(**TWO_TINY_ARMS, eval_every=1, importance_prompts=0)
     metrics = experiment.run_arms(source, tmp_path / "runs", cfg)
+    assert "importance" not in experiment.summary_table(metrics)  # not measured: no column
     blocks = SIZES[STAND_IN_SIZE].num_layers
     assert set(metrics["runs"]) == {"grown", "scratch"}
     for run in metrics["runs"].values():
@@ -327,6 +328,8 @@ def test_the_new_lr_arm_trains_only_the_added_blocks_faster_and_its_importance_r
     ratios = [metrics["summary"]["arms"][a]["added_to_kept_importance"] for a in ("grown", "grown_new_lr")]
     assert all(r >= 0 for r in ratios) and ratios[1] > ratios[0]
     assert set(experiment.figures(metrics)) >= {"growth_added_blocks", "added_block_importance"}
+    table = experiment.summary_table(metrics)
+    assert "added / kept importance |" in table and f"| {ratios[1]:.1%} |" in table
 
 
 def test_added_to_kept_importance_divides_the_added_blocks_mean_by_the_kept_blocks_mean():

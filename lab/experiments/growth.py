@@ -415,13 +415,14 @@ def curves(metrics: dict, arms, key: str) -> dict[str, list]:
 
 
 def summary_table(metrics: dict) -> str:
-    """A markdown table of `metrics["summary"]`: one row per arm."""
+    """A markdown table of `metrics["summary"]`: one row per arm (the importance column only when
+    the run measured it)."""
     summary, runs = metrics["summary"], metrics["runs"]
-    head = (
-        "| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source "
-        "| added / kept importance |\n"
-        "|---|---|---:|---:|---:|---:|---:|\n"
-    )
+    measured = any("added_to_kept_importance" in e for e in summary["arms"].values())
+    head = "| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source |"
+    rule = "|---|---|---:|---:|---:|---:|"
+    if measured:
+        head, rule = head + " added / kept importance |", rule + "---:|"
     rows = []
     for name, e in summary["arms"].items():
         run = runs[name]
@@ -430,12 +431,12 @@ def summary_table(metrics: dict) -> str:
         frac = e.get("fraction_of_steps")
         reach = "-" if name == SCRATCH else ("never" if reached is None else f"{reached} ({frac:.0%})")
         loss = "-" if e["final_loss"] is None else f"{e['final_loss']:.4f}"
-        ratio = e.get("added_to_kept_importance")
-        rows.append(
-            f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | "
-            f"{e['geneval_gain_over_source']:+.3f} | {'-' if ratio is None else f'{ratio:.1%}'} |"
-        )
-    return head + "\n".join(rows) + "\n"
+        row = f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | {e['geneval_gain_over_source']:+.3f} |"
+        if measured:
+            ratio = e.get("added_to_kept_importance")
+            row += f" {'-' if ratio is None else f'{ratio:.1%}'} |"
+        rows.append(row)
+    return "\n".join([head, rule, *rows]) + "\n"
 
 
 def figures(metrics: dict, stamp: dict | None = None) -> dict:
