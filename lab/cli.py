@@ -230,7 +230,7 @@ def _train(args: argparse.Namespace) -> None:
     from lab.checkpoint import atomic_directory, claim_output_dir
     from lab.config import config_dict, load_config, with_defaults
     from lab.provenance import portable
-    from lab.train import TrainConfig, new_blocks, train
+    from lab.train import RESUME_MAY_CHANGE, TrainConfig, new_blocks, train
     from lab.zoo import model_path
 
     init = str(model_path(args.init_from)) if args.init_from else None
@@ -245,10 +245,11 @@ def _train(args: argparse.Namespace) -> None:
     )
     _usage(new_blocks, cfg)  # a scaled lr for grown blocks needs a grown init_from: say so before loading
 
-    # A run directory is the same run when its config matches, steps aside (training on extends it).
+    # A run directory is the same run when its config matches, aside from what a resume may change
+    # (lab.train.RESUME_MAY_CHANGE: steps, checkpoint_every, data_workers; the trainer checks the same).
     # A field the record lacks was added to TrainConfig after the run began: it ran with the default.
     def identity(c: dict | None) -> dict | None:
-        return None if c is None else {k: v for k, v in c.items() if k != "steps"}
+        return None if c is None else {k: v for k, v in c.items() if k not in RESUME_MAY_CHANGE}
 
     saved = args.out / "train_config.yaml"
     recorded = identity(with_defaults(TrainConfig, yaml.safe_load(saved.read_text()))) if saved.is_file() else None

@@ -203,14 +203,17 @@ def test_train_resumes_a_run_recorded_before_a_config_field_existed_and_refuses_
     )
     assert run_lab("train", "--config", config, "--out", out, "--steps", 2)[0] == 0
     assert resumed == [True] and [json.loads(line)["step"] for line in open(out / "train_log.jsonl")] == [1, 2]
+    # how often it saves is not what the run is: the CLI agrees with the trainer (lab.train.RESUME_MAY_CHANGE)
+    (out / "train_config.yaml").write_text(yaml.safe_dump({**older, "checkpoint_every": 5, "data_workers": 0}))
+    assert run_lab("train", "--config", config, "--out", out, "--steps", 3)[0] == 0 and resumed == [True, True]
 
     for record, named in [
         ({**older, "lr": 0.5}, "lr: 0.5 there"),
         ({**older, "nosuch": 1}, "nosuch: 1 there, None now"),
     ]:
         (out / "train_config.yaml").write_text(yaml.safe_dump(record))
-        code, _, err = run_lab("train", "--config", config, "--out", out, "--steps", 3)
-        assert code == 2 and named in _one_line_error(err, "train") and resumed == [True]
+        code, _, err = run_lab("train", "--config", config, "--out", out, "--steps", 4)
+        assert code == 2 and named in _one_line_error(err, "train") and resumed == [True, True]
 
 
 # --- paths and names ---------------------------------------------------------------------------------
