@@ -354,7 +354,7 @@ def _export(args: argparse.Namespace) -> None:
 
     dest = args.to or CHECKPOINTS / args.name
     scores = export_run(
-        args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts), args.images_per_prompt
+        args.run, dest, args.name, args.summary, args.reproduce, tuple(args.prompts), args.images_per_prompt, args.fp16
     )
     print(f"exported {args.run} to {dest}: " + ", ".join(f"GenEval-mini {k} {v:.3f}" for k, v in scores.items()))
 
@@ -699,6 +699,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompts", type=_prompt_set, nargs="+", default=["full", "novel"])
     p.add_argument(
         "--images-per-prompt", type=positive, default=4, help="GenEval-mini images per prompt (seeds 0..N-1)"
+    )
+    p.add_argument(
+        "--fp16",
+        action="store_true",
+        help="ship fp16 weights (half the bytes); scored as shipped, the card says the cost",
     )
 
     p = command(

@@ -359,6 +359,41 @@ def load_pipeline(path: str | Path, device: str | torch.device = "cpu", dtype: t
     return pipe.to(device)
 
 
+PIPELINE_MODELS = ("transformer", "text_encoder", "vae")  # a SanaPipeline's components with weights
+FP16_MAX = 65504.0  # the largest finite float16
+
+
+def round_weights_to_fp16(pipe) -> None:
+    """Rounds the floating-point weights of the pipeline's models to fp16 precision, in place, keeping
+    their dtype: `pipe` then computes exactly what it will after `save_fp16` and a load in fp32.
+
+    Raises ValueError naming the first tensor with a value beyond fp16's range (it would become inf).
+    """
+    weights = {
+        f"{name}.{key}": tensor
+        for name in PIPELINE_MODELS
+        for key, tensor in getattr(pipe, name).state_dict().items()
+        if tensor.is_floating_point()
+    }
+    for key, tensor in weights.items():  # all checked before any is changed
+        if tensor.abs().max() > FP16_MAX:
+            raise ValueError(f"{key} holds values beyond fp16's range (+-{FP16_MAX:g}); save it in fp32")
+    with torch.no_grad():
+        for tensor in weights.values():
+            tensor.copy_(tensor.half())
+
+
+def save_fp16(pipe, out: str | Path) -> None:
+    """Writes the pipeline's models with fp16 weights (half the bytes) into the pipeline directory
+    `out`, replacing their weight files; `load_pipeline` reads them back in fp32. Round first
+    (`round_weights_to_fp16`) to know what the stored model computes."""
+    for name in PIPELINE_MODELS:
+        model = getattr(pipe, name)
+        dtype = model.dtype
+        model.to(torch.float16).save_pretrained(Path(out) / name)
+        model.to(dtype)
+
+
 def _first_line(e: BaseException) -> str:
     """The first line of an exception's message (library errors can run to many lines)."""
     text = str(e).strip()

@@ -110,6 +110,26 @@ def resolve_model(spec: str | Path, device: str = "cpu", dtype=None):
     return load_pruned(m.path, m.depth, m.path / IMPORTANCE_TABLE, device=device, dtype=dtype)
 
 
+FP16_PROBE_PROMPTS = 60  # evenly spaced full-set prompts, 1 image each, on which fp16 rounding is checked
+
+
+def fp16_agreement(pipe, rounded, prompts: int = FP16_PROBE_PROMPTS) -> dict:
+    """How far fp16 rounding moved a pipeline: both generate the same images (`prompts` evenly spaced
+    full-set prompts, 1 image each, the evaluation's seeds). Returns {"images", "same_verdicts"
+    (GenEval-mini verdicts that agree), "mean_abs_pixel_difference" (0-255)}."""
+    import numpy as np
+
+    from lab.evaluation import evaluate_pipeline, evenly_spaced_prompts
+
+    chosen = evenly_spaced_prompts("full", prompts)
+    (a, images_a), (b, images_b) = (evaluate_pipeline(p, chosen, 1, progress=False) for p in (pipe, rounded))
+    return {
+        "images": len(images_a),
+        "same_verdicts": sum(x.correct == y.correct for x, y in zip(a.verdicts, b.verdicts)),
+        "mean_abs_pixel_difference": float(np.abs(images_a.astype(np.float64) - images_b).mean()),
+    }
+
+
 def export_run(
     run_dir: str | Path,
     dest: str | Path,
@@ -118,12 +138,16 @@ def export_run(
     reproduce: str,
     prompt_sets: tuple[str, ...] = ("full", "novel"),
     images_per_prompt: int = 4,
+    fp16: bool = False,
 ) -> dict:
     """Copies `run_dir/pipeline` with its config and log to `dest`, evaluates GenEval-mini on each
-    prompt set and writes `geneval_<set>.json` and the model card. Returns {set: overall}."""
+    prompt set and writes `geneval_<set>.json` and the model card. Returns {set: overall}.
+
+    `fp16`: ship the weights in fp16 (half the bytes). The scores are then those of the rounded
+    weights, the ones shipped, and the card says how far rounding moved the model (`fp16_agreement`)."""
     from lab.evaluation import evaluate_pipeline
     from lab.geneval import write_report
-    from lab.model import load_pipeline
+    from lab.model import load_pipeline, round_weights_to_fp16, save_fp16
     from lab.runlog import read_log
     from lab.sampling import SamplerConfig
 
@@ -131,11 +155,18 @@ def export_run(
     if not (run_dir / "pipeline" / "model_index.json").is_file():
         raise ValueError(f"{run_dir} has no finished pipeline (expected {run_dir / 'pipeline'}); train it first")
     pipe = load_pipeline(run_dir / "pipeline")
+    agreement = None
+    if fp16:
+        full, pipe = pipe, load_pipeline(run_dir / "pipeline")
+        round_weights_to_fp16(pipe)
+        agreement = fp16_agreement(full, pipe)
     # a stored set by name, or a .jsonl path labelled by its stem
     reports = {Path(s).stem: evaluate_pipeline(pipe, s, images_per_prompt)[0] for s in prompt_sets}
     log = read_log(run_dir / "train_log.jsonl")
     with atomic_directory(dest) as tmp:
         shutil.copytree(run_dir / "pipeline", tmp, dirs_exist_ok=True)
+        if fp16:
+            save_fp16(pipe, tmp)  # replaces the copied fp32 weight files
         for f in ("train_config.yaml", "train_log.jsonl"):
             shutil.copy2(run_dir / f, tmp / f)
         record = lineage_record(_init_from(run_dir / "train_config.yaml"))
@@ -153,6 +184,12 @@ def export_run(
             "evaluation": f"{images_per_prompt} image{'s' if images_per_prompt > 1 else ''} per prompt, seeds 0.., "
             f"{sampler.steps} DPM-Solver steps, CFG {sampler.guidance_scale}",
         }
+        if agreement is not None:
+            details["weights"] = (
+                f"stored in fp16 (scores above are of these weights); against the fp32 ones on "
+                f"{agreement['images']} images: the same verdict for {agreement['same_verdicts']}, mean |pixel "
+                f"difference| {agreement['mean_abs_pixel_difference']:.2f} of 255"
+            )
         sections = {
             "GenEval-mini": geneval_table({f"GenEval-mini {s}": r for s, r in reports.items()}),
             "Reproduce": f"```bash\n{reproduce}\n```",

@@ -83,3 +83,47 @@ def test_shipped_L_records_its_lineage_and_loads_at_any_depth_from_its_ranking()
     pipe = load_pruned(L, 12, ranking=L / "importance.json")
     assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 12
     assert ranking.num_blocks == 24
+
+
+def test_fp16_export_halves_the_weights_and_loads_back_the_rounded_model_it_scored(tiny_vae_dir, tmp_path):
+    import torch
+    from safetensors import safe_open
+
+    from lab.model import PIPELINE_MODELS, round_weights_to_fp16
+
+    run = train(
+        TrainConfig(size="tiny", vae=str(tiny_vae_dir), steps=1, batch_size=2, warmup_steps=1), tmp_path / "run"
+    )
+    prompts = tmp_path / "one.jsonl"
+    world.write_prompts(world.load_prompts("quick")[:1], prompts)
+    dest = tmp_path / "zoo" / "H"
+    export_run(tmp_path / "run", dest, "H", "", "", prompt_sets=(str(prompts),), images_per_prompt=1, fp16=True)
+    for name in PIPELINE_MODELS:
+        [stored] = (dest / name).glob("*.safetensors")
+        [original] = (run / name).glob("*.safetensors")
+        with safe_open(stored, "pt") as f:
+            assert {f.get_tensor(k).dtype for k in f.keys()} <= {torch.float16, torch.int64}
+        assert stored.stat().st_size < 0.6 * original.stat().st_size
+    expected = load_pipeline(run)
+    round_weights_to_fp16(expected)
+    shipped = load_pipeline(dest)  # read back in fp32
+    for name in PIPELINE_MODELS:
+        got, want = getattr(shipped, name).state_dict(), getattr(expected, name).state_dict()
+        assert all(got[k].dtype == torch.float32 and torch.equal(got[k], want[k]) for k in want)
+    assert not torch.equal(expected.transformer.proj_out.weight, load_pipeline(run).transformer.proj_out.weight)
+    card = (dest / "README.md").read_text()
+    assert "stored in fp16" in card and "the same verdict for" in card
+
+
+def test_rounding_to_fp16_refuses_weights_beyond_its_range(tiny_pipeline):
+    import torch
+
+    from lab.model import round_weights_to_fp16
+
+    with torch.no_grad():
+        tiny_pipeline.transformer.proj_out.weight[0, 0] = 1e5
+    first = next(iter(tiny_pipeline.transformer.state_dict().values()))  # the patch embedding, met before proj_out
+    before = first.clone()
+    with pytest.raises(ValueError, match=r"transformer.proj_out.weight holds values beyond fp16's range"):
+        round_weights_to_fp16(tiny_pipeline)
+    assert torch.equal(first, before) and not torch.equal(before, before.half().float())  # nothing was half done
