@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from lab import geneval, world
-from lab.sampling import SamplerConfig, generate_cached
+from lab.sampling import SamplerConfig, generate_cached, model_cache_dir
 
 JUDGE_SEED = 1_000_000_000  # judge-training samples start here: far from benchmark (0..) and scaling seeds
 
@@ -49,13 +49,13 @@ def sample_bank(
 ) -> SampleBank:
     """`n` samples of `model` (a name or path for `lab.zoo.resolve_model`) on training prompts;
     image i uses prompt i of `training_prompts(n, seed)` and noise seed `seed + i`. Cached under
-    `cache/<model>/` (`lab.sampling.generate_cached`): a second or resumed call only generates
-    what is missing."""
+    `cache/<model>-<weights digest>/` (`lab.sampling.model_cache_dir`, `generate_cached`): a second
+    or resumed call only generates what is missing, and a retrained model generates anew."""
     from lab.zoo import resolve_model
 
     prompts = training_prompts(n, seed)
     seeds = [seed + i for i in range(n)]
-    folder = Path(cache) / str(model).replace("/", "_")
+    folder = model_cache_dir(cache, model)
     images, _ = generate_cached(
         lambda: resolve_model(model), prompts, seeds, folder, sampler, progress, desc=f"judge samples {model}"
     )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -196,6 +197,19 @@ def benchmark_seeds(base_seed: int, num_prompts: int, images_per_prompt: int) ->
 CACHE_CHUNK = 256  # images per cached file: the most an interrupted generation loses
 
 
+def model_cache_dir(root, model) -> Path:
+    """Where `generate_cached` keeps one model's samples under `root`: its name (or path) and a digest
+    of its transformer's weights, so a model retrained under the same name (S v2 replacing S) never
+    reuses the samples of the one it replaced, and a fresh checkout still finds its cache."""
+    import hashlib
+
+    from lab.zoo import model_path
+
+    weights = sorted((model_path(model) / "transformer").glob("*.safetensors"))
+    digest = hashlib.sha1(b"".join(f.read_bytes() for f in weights)).hexdigest()[:12] if weights else "unknown"
+    return Path(root) / f"{str(model).replace('/', '_')}-{digest}"
+
+
 def generate_cached(
     load_pipe,
     prompts: Sequence[str],
@@ -206,8 +220,8 @@ def generate_cached(
     desc: str = "generate",
 ) -> tuple[np.ndarray, float]:
     """`generate`, cached on disk in chunks of CACHE_CHUNK images, so a long generation that is
-    interrupted (or repeated) only makes what is missing. The folder name must identify the model;
-    each chunk is keyed by a digest of its prompts, seeds and sampler settings.
+    interrupted (or repeated) only makes what is missing. The folder must identify the model (see
+    `model_cache_dir`); each chunk is keyed by a digest of its prompts, seeds and sampler settings.
 
     Args:
         load_pipe: a callable returning the pipeline, called only when something is missing.
@@ -218,7 +232,6 @@ def generate_cached(
     import hashlib
     import json
     import time
-    from pathlib import Path
 
     prompts, seeds = list(prompts), [int(s) for s in seeds]
     if len(prompts) != len(seeds):

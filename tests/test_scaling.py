@@ -97,3 +97,29 @@ def test_two_processes_split_the_candidates_and_agree(tiny_pipeline_dir, tiny_pi
         assert rep["world_size"] == 2 and rep["judge_calls"] == 5 and rep["n_images"] == 5
         assert rep["ranking"] == single.ranking
         assert rep["images_sum"] == int(single.images.astype("int64").sum())
+
+
+def test_a_model_retrained_under_the_same_name_gets_its_own_sample_cache(tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    import torch
+
+    from lab.judge_data import sample_bank
+    from lab.model import load_pipeline
+    from lab.sampling import model_cache_dir
+
+    model = tmp_path / "S"
+    shutil.copytree(tiny_pipeline_dir, model)
+    first = model_cache_dir(tmp_path / "cache", model)
+    assert first == model_cache_dir(tmp_path / "cache", model) and first.name.startswith(str(model).replace("/", "_"))
+    bank = sample_bank(str(model), 2, seed=0, cache=tmp_path / "cache", sampler=SamplerConfig(steps=2), progress=False)
+    assert any(first.glob("*.npz"))
+
+    transformer = load_pipeline(model).transformer  # "retrained": other weights under the same name
+    with torch.no_grad():
+        transformer.proj_out.weight.add_(0.5)
+    transformer.save_pretrained(model / "transformer")
+    second = model_cache_dir(tmp_path / "cache", model)
+    assert second != first
+    again = sample_bank(str(model), 2, seed=0, cache=tmp_path / "cache", sampler=SamplerConfig(steps=2), progress=False)
+    assert any(second.glob("*.npz")) and not np.array_equal(again.images, bank.images)  # generated anew

@@ -15,7 +15,7 @@ import numpy as np
 
 from lab import world
 from lab.judge import OracleJudge, load_judge, reliability
-from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached
+from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir
 
 SEED = 3_000_000_000  # benchmark samples: apart from judge-training and scaling seeds
 TARGETS = {"balanced_accuracy": 0.90, "task_balanced_accuracy": 0.80, "auc": 0.95}
@@ -34,7 +34,7 @@ def samples(model: str, prompt_set: str, per_prompt: int, limit: int, sampler: S
         lambda: resolve_model(model),
         [p.text for p in expanded],
         seeds,
-        f"{cache}/{str(model).replace('/', '_')}-{prompt_set}",
+        model_cache_dir(cache, model) / prompt_set,
         sampler,
         desc=f"{model} {prompt_set}",
     )

@@ -28,7 +28,7 @@ import numpy as np
 from lab import geneval, world
 from lab.config import config_dict
 from lab.judge import JudgeScores, load_judge, reliability
-from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, nfe_per_image
+from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir, nfe_per_image
 from lab.scaling import rank
 
 METRICS_FILE = "metrics.json"
@@ -72,12 +72,8 @@ def interleaved(prompts: list[world.Prompt], limit: int = 0) -> list[world.Promp
 
 
 def model_cache(cfg: ScalingConfig, model: str) -> Path:
-    """Cache folder of one model's samples (its weights' fingerprint in the name: retrained models never reuse)."""
-    from lab.zoo import model_path
-
-    weights = model_path(model) / "transformer" / "diffusion_pytorch_model.safetensors"
-    stamp = f"{weights.stat().st_size}-{int(weights.stat().st_mtime)}" if weights.is_file() else "unknown"
-    return Path(cfg.work_dir) / f"{str(model).replace('/', '_')}-{stamp}"
+    """Cache folder of one model's samples (`lab.sampling.model_cache_dir`: retrained models never reuse)."""
+    return model_cache_dir(cfg.work_dir, model)
 
 
 def candidates(cfg: ScalingConfig, model: str, prompts: list[world.Prompt], progress: bool = True) -> np.ndarray:
