@@ -329,7 +329,12 @@ def test_the_new_lr_arm_trains_only_the_added_blocks_faster_and_its_importance_r
     assert all(r >= 0 for r in ratios) and ratios[1] > ratios[0]
     assert set(experiment.figures(metrics)) >= {"growth_added_blocks", "added_block_importance"}
     table = experiment.summary_table(metrics)
-    assert "added / kept importance |" in table and f"| {ratios[1]:.1%} |" in table
+    assert "added / kept importance, per block |" in table and f"| {ratios[1]:.1%} |" in table
+    # the added blocks taken together, against the source blocks growth dropped
+    dropped = metrics["source"]["dropped_span_importance"]
+    assert dropped > 0 and all(r["added_span_importance"] >= 0 for r in (grown, fast))
+    spans = [metrics["summary"]["arms"][a]["added_span_to_dropped_span"] for a in ("grown", "grown_new_lr")]
+    assert spans[1] > spans[0] and spans[1] == pytest.approx(fast["added_span_importance"] / dropped)
 
 
 def test_added_to_kept_importance_divides_the_added_blocks_mean_by_the_kept_blocks_mean():

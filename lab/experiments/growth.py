@@ -12,6 +12,11 @@ optimizer and steps (`lab.train.train`, `GrowthExperimentConfig.train`), measuri
 every step and GenEval-mini every `eval_every` steps, inside one run (`lab.train.TrainCallbacks`), so
 the learning-rate schedule is the config's: the presets keep it constant after warm-up (SANA 1.5's
 choice, `min_lr_ratio: 1.0`); any other decays by a cosine over the whole run.
+
+Part (c) asks whether the blocks growth adds come to carry weight: arms that train them at a higher
+lr (`new_block_lr_scale`) or start their inner weights at PyTorch's default scale, and, with
+`importance_prompts`, each trained arm's block importance, per block and for the added blocks taken
+together (`lab.pruning.span_importance`) against the source blocks that growth dropped.
 """
 
 from __future__ import annotations
@@ -170,14 +175,22 @@ def _geneval(pipe, prompts, images_per_prompt: int, cfg: GrowthExperimentConfig)
     return {"overall": report.overall, "task_accuracy": report.task_accuracy}
 
 
-def _importance(pipe, cfg: GrowthExperimentConfig):
-    from lab.pruning import block_importance
+def _importance(pipe, cfg: GrowthExperimentConfig, span: tuple[int, int] | None = None):
+    """The pipeline's ImportanceTable on `importance_prompts` prompts, per block; with `span`
+    (start, stop), of blocks start..stop-1 taken together (`lab.pruning.span_importance`)."""
+    from lab.pruning import block_importance, span_importance
 
     prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.importance_prompts)
     s = cfg.sampler
-    return block_importance(
-        pipe, prompts, s.steps, s.guidance_scale, seed=cfg.train.seed, batch_size=s.batch_size, progress=False
-    )
+    kwargs = dict(timesteps=s.steps, guidance_scale=s.guidance_scale, seed=cfg.train.seed, batch_size=s.batch_size)
+    if span is None:
+        return block_importance(pipe, prompts, progress=False, **kwargs)
+    return span_importance(pipe, *span, prompts, progress=False, **kwargs)
+
+
+def _contiguous(blocks: list[int]) -> tuple[int, int] | None:
+    """(start, stop) when `blocks` are consecutive indices, else None."""
+    return (blocks[0], blocks[-1] + 1) if blocks and blocks == list(range(blocks[0], blocks[-1] + 1)) else None
 
 
 def run_arm(
@@ -190,7 +203,8 @@ def run_arm(
     Returns {"label", "strategy", "keep", "num_layers", "params", "loss": [[step, loss], ...],
     "geneval": [[step, overall], ...], "task_accuracy": {task: acc} at the end, "train_seconds",
     "new_block_lr_scale"}; grown arms add "added_blocks" (indices), and with `importance_prompts`
-    every arm adds "importance" (the trained model's `ImportanceTable.to_json()`).
+    every arm adds "importance" (the trained model's `ImportanceTable.to_json()`) and, where the
+    added blocks are consecutive, "added_span_importance" (theirs taken together).
     """
     from lab.train import train
 
@@ -235,6 +249,9 @@ def run_arm(
         result["added_blocks"] = added_blocks(init)
     if cfg.importance_prompts:
         result["importance"] = _importance(load_pipeline(trained), cfg).to_json()
+        span = _contiguous(result.get("added_blocks", []))
+        if span is not None:  # partial preservation: the added blocks follow the kept ones
+            result["added_span_importance"] = float(_importance(load_pipeline(trained), cfg, span).mean[span[0]])
     if cfg.final_prompts and name in cfg.final_arms:
         result["final_geneval"] = _geneval(load_pipeline(trained), cfg.final_prompts, cfg.final_images_per_prompt, cfg)
     return result
@@ -243,8 +260,9 @@ def run_arm(
 def run_arms(source: str | Path, work: str | Path, cfg: GrowthExperimentConfig, progress: bool = False) -> dict:
     """Runs every arm of `cfg.arms` from the pipeline in `source`, under `work/<arm>`.
 
-    Returns {"config", "source": {"path", "num_layers", "geneval", "final_geneval"?},
-    "runs": {arm: run_arm(...)}, "summary": summarize(...)}.
+    Returns {"config", "source": {"path", "num_layers", "geneval", "final_geneval"?,
+    "dropped_span_importance"? (with `importance_prompts`: the source blocks partial preservation
+    drops, taken together)}, "runs": {arm: run_arm(...)}, "summary": summarize(...)}.
     """
     quiet_hub_logging()
     source, work = Path(source), Path(work)
@@ -257,6 +275,10 @@ def run_arms(source: str | Path, work: str | Path, cfg: GrowthExperimentConfig, 
     }
     if cfg.final_prompts:
         source_info["final_geneval"] = _geneval(pipe, cfg.final_prompts, cfg.final_images_per_prompt, cfg)
+    keep = default_keep(source_info["num_layers"], "partial_preservation")
+    if cfg.importance_prompts and keep < source_info["num_layers"]:
+        span = (keep, source_info["num_layers"])
+        source_info["dropped_span_importance"] = float(_importance(pipe, cfg, span).mean[keep])
     runs = {name: run_arm(name, source, work / name, cfg, progress) for name in cfg.arms}
     metrics = {"config": config_dict(cfg), "source": source_info, "runs": runs}
     metrics["summary"] = summarize(metrics, cfg.loss_window)
@@ -326,7 +348,8 @@ def summarize(metrics: dict, window: int) -> dict:
     """The numbers the paper's claims are checked against: for each grown arm, the steps it needs
     to reach from-scratch L's final (moving-average) loss and their fraction of the run; the
     final GenEval-mini of each arm minus the source's; the added blocks' importance relative to the
-    kept ones' (`added_to_kept_importance`); and the targets, where measurable."""
+    kept ones' (`added_to_kept_importance`) and, taken together, to the dropped source blocks'
+    ("added_span_to_dropped_span"); and the targets, where measurable."""
     runs, source = metrics["runs"], metrics["source"]
     summary: dict = {
         "loss_steps_target": LOSS_STEPS_TARGET,
@@ -353,6 +376,8 @@ def summarize(metrics: dict, window: int) -> dict:
         if ratio is not None:
             entry["added_to_kept_importance"] = ratio
             entry["added_importance_target_met"] = ratio >= ADDED_IMPORTANCE_TARGET
+        if "added_span_importance" in run and source.get("dropped_span_importance"):
+            entry["added_span_to_dropped_span"] = run["added_span_importance"] / source["dropped_span_importance"]
         if scratch_loss is not None and name != SCRATCH:
             reached = steps_to_reach(run["loss"], scratch_loss, window)
             entry["steps_to_scratch_final_loss"] = reached
@@ -422,7 +447,8 @@ def summary_table(metrics: dict) -> str:
     head = "| arm | blocks (kept) | final loss | steps to scratch's final loss | GenEval-mini | vs source |"
     rule = "|---|---|---:|---:|---:|---:|"
     if measured:
-        head, rule = head + " added / kept importance |", rule + "---:|"
+        head += " added / kept importance, per block | added blocks together / the source's dropped ones |"
+        rule += "---:|---:|"
     rows = []
     for name, e in summary["arms"].items():
         run = runs[name]
@@ -433,8 +459,8 @@ def summary_table(metrics: dict) -> str:
         loss = "-" if e["final_loss"] is None else f"{e['final_loss']:.4f}"
         row = f"| {run['label']} | {kept} | {loss} | {reach} | {e['geneval']:.3f} | {e['geneval_gain_over_source']:+.3f} |"
         if measured:
-            ratio = e.get("added_to_kept_importance")
-            row += f" {'-' if ratio is None else f'{ratio:.1%}'} |"
+            ratio, span = e.get("added_to_kept_importance"), e.get("added_span_to_dropped_span")
+            row += f" {'-' if ratio is None else f'{ratio:.1%}'} | {'-' if span is None else f'{span:.0%}'} |"
         rows.append(row)
     return "\n".join([head, rule, *rows]) + "\n"
 
