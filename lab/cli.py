@@ -95,8 +95,8 @@ def _init_std(text: str) -> float | str:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number or 'default'; expected e.g. 0.02")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite positive number or 'default'; expected e.g. 0.02")
     return value
 
 
@@ -386,7 +386,7 @@ def _grow(args: argparse.Namespace) -> None:
     import json
 
     from lab.checkpoint import claim_output_dir
-    from lab.growth import GROWTH_FILE, default_keep, grow_pipeline_dir
+    from lab.growth import GROWTH_FILE, INIT_STD, default_keep, grow_pipeline_dir
     from lab.provenance import portable
     from lab.zoo import model_spec
 
@@ -408,6 +408,8 @@ def _grow(args: argparse.Namespace) -> None:
     )
     record = args.out / GROWTH_FILE
     recorded = {k: v for k, v in json.loads(record.read_text()).items() if k in keys} if record.is_file() else None
+    if recorded is not None:  # a record from before --init-std existed: those runs used the reference init
+        recorded.setdefault("init_std", INIT_STD)
     _usage(claim_output_dir, args.out, recorded, wanted, args.overwrite)
     try:
         out = grow_pipeline_dir(

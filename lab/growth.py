@@ -166,7 +166,7 @@ def grow_depth(
             f"{len(transformer.transformer_blocks)}; call register_to_config(num_layers=...) after surgery"
         )
     plan = growth_plan(source_layers, num_layers, strategy, keep)
-    if init_std != DEFAULT_INIT and not (isinstance(init_std, (int, float)) and init_std > 0):
+    if init_std != DEFAULT_INIT and not (isinstance(init_std, (int, float)) and 0 < init_std < float("inf")):
         raise ValueError(f"init_std={init_std!r} is invalid; expected a number > 0 or {DEFAULT_INIT!r}")
 
     grown = copy.deepcopy(transformer)  # embeddings, timestep MLP, output layer: copied unchanged

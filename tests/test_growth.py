@@ -168,6 +168,7 @@ def test_grown_model_shares_no_parameters_with_its_source(tiny):
         ({"num_layers": 6, "strategy": "stacking"}, ValueError, ["'stacking'", "partial_preservation", "cyclic"]),
         ({"num_layers": 6, "init_std": "kaiming"}, ValueError, ["init_std='kaiming'", "> 0", "'default'"]),
         ({"num_layers": 6, "init_std": 0.0}, ValueError, ["init_std=0.0", "> 0"]),
+        ({"num_layers": 6, "init_std": float("inf")}, ValueError, ["init_std=inf", "> 0"]),
     ],
 )
 def test_bad_growth_arguments_raise_errors_naming_the_value_and_the_accepted_ones(tiny, kwargs, error, words):
@@ -227,8 +228,12 @@ def test_lab_grow_writes_a_complete_pipeline_that_diffusers_loads(tiny_pipeline_
     record = json.loads((out / GROWTH_FILE).read_text())
     assert record["plan"] == [0, 1, None, None, None, None] and record["source"] == str(tiny_pipeline_dir)
     assert record["init_std"] == INIT_STD  # the CLI's default is the library's
+    del record["init_std"]  # as written before the option existed: the same run, redone without --overwrite
+    (out / GROWTH_FILE).write_text(json.dumps(record))
+    grow = ["grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--strategy", "partial_preservation", "--keep", 2]
+    assert run_lab(*grow, "--out", out)[0] == 0
     code, _, err = run_lab("grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--init-std", "-1", "--out", out)
-    assert code == 2 and "'-1' is not a positive number or 'default'" in err
+    assert code == 2 and "'-1' is not a finite positive number or 'default'" in err
     code, _, err = run_lab(
         "grow", "--model", tiny_pipeline_dir, "--num-layers", 6, "--strategy", "deep", "--out", tmp_path / "bad"
     )
