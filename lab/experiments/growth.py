@@ -214,7 +214,8 @@ def run_arm(
     shutil.rmtree(run_dir, ignore_errors=True)  # a rerun starts over: stale checkpoints would be resumed
     init = initial_pipeline_dir(arm, source, run_dir / "init", num_layers, cfg.train.seed)
     prompts = evenly_spaced_prompts(cfg.eval_prompts, cfg.eval_prompt_limit)
-    evals = [[0, _geneval(load_pipeline(init), prompts, cfg.images_per_prompt, cfg)]]
+    start = load_pipeline(init)
+    evals = [[0, _geneval(start, prompts, cfg.images_per_prompt, cfg)]]
 
     def evaluate(step: int, pipe) -> None:
         evals.append([step, _geneval(pipe, prompts, cfg.images_per_prompt, cfg)])
@@ -226,7 +227,7 @@ def run_arm(
         progress=progress,
         callbacks=TrainCallbacks(evaluate=evaluate, evaluate_every=cfg.eval_every),
     )
-    transformer = load_pipeline(init).transformer
+    transformer = start.transformer
     keep = None
     if arm.strategy != SCRATCH:
         keep = source_layers if arm.keep_all else default_keep(source_layers, arm.strategy)
@@ -247,13 +248,14 @@ def run_arm(
     if (init / GROWTH_FILE).is_file():
         result["growth"] = str(init / GROWTH_FILE)
         result["added_blocks"] = added_blocks(init)
+    final = load_pipeline(trained) if cfg.importance_prompts or (cfg.final_prompts and name in cfg.final_arms) else None
     if cfg.importance_prompts:
-        result["importance"] = _importance(load_pipeline(trained), cfg).to_json()
+        result["importance"] = _importance(final, cfg).to_json()
         span = _contiguous(result.get("added_blocks", []))
         if span is not None:  # partial preservation: the added blocks follow the kept ones
-            result["added_span_importance"] = float(_importance(load_pipeline(trained), cfg, span).mean[span[0]])
+            result["added_span_importance"] = float(_importance(final, cfg, span).mean[span[0]])
     if cfg.final_prompts and name in cfg.final_arms:
-        result["final_geneval"] = _geneval(load_pipeline(trained), cfg.final_prompts, cfg.final_images_per_prompt, cfg)
+        result["final_geneval"] = _geneval(final, cfg.final_prompts, cfg.final_images_per_prompt, cfg)
     return result
 
 
