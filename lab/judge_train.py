@@ -190,6 +190,10 @@ class JudgeTrainConfig:
     # stage 1 also teaches the class token which relations hold between which shapes (judge v5 read
     # position at chance: 0.51 asked "left of", 0.52 "right of" on a render of "left of")
     vision_relations: bool = False
+    # of each stage-1 batch, generated samples (the training split's) with targets read from the evaluator's
+    # detections (`detected_scene`): the tower then learns the generators' images as the evaluator sees them,
+    # not only clean renders blurred (v5/v6: 0, renders only)
+    vision_generated_fraction: float = 0.0
     freeze_vision: bool = True  # stage 2 trains projector + decoder only (LLaVA's recipe), keeping stage 1's features
     steps: int = 2000  # stage 2: the whole judge answers yes/no
     batch_size: int = 64
@@ -206,6 +210,8 @@ class JudgeTrainConfig:
     def __post_init__(self):
         if self.balance not in BALANCES:  # checked here, before minutes of data building
             raise ValueError(f"balance={self.balance!r} is unknown; expected one of {BALANCES}")
+        if not 0.0 <= self.vision_generated_fraction <= 1.0:
+            raise ValueError(f"vision_generated_fraction={self.vision_generated_fraction} must be in [0, 1]")
 
 
 def _lr(cfg: JudgeTrainConfig, step: int) -> float:
@@ -280,6 +286,21 @@ def relation_targets(scene) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
+def detected_scene(detections, config=None) -> world.Scene:
+    """The scene the evaluator sees in an image: its detections of a known shape scoring at least
+    GenEval's threshold, as world objects (each box's centre, and its longer side as the size). For
+    generated samples, which have no true scene, stage 1 reads its targets from this."""
+    from lab.detector import DEFAULT_EVAL
+
+    config = config or DEFAULT_EVAL
+    objects = []
+    for d in detections:
+        if d.shape in world.SHAPES and d.score >= config.min_score:
+            x0, y0, x1, y1 = d.box
+            objects.append(world.Object(d.shape, d.color, (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)))
+    return world.Scene(tuple(objects))
+
+
 PATCH_COVER = 1 / 8  # an object owns a patch when it covers at least this fraction of its pixels
 
 
@@ -306,7 +327,9 @@ def patch_targets(scene, patch: int) -> tuple[np.ndarray, np.ndarray]:
     return shapes, colors
 
 
-def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = True) -> list[float]:
+def pretrain_vision(
+    model, processor, cfg: JudgeTrainConfig, progress: bool = True, generated: np.ndarray | None = None
+) -> list[float]:
     """Stage 1: the vision tower learns the scene from blurred, noisy renders: every patch token
     classifies the shape and colour of the object on it (`patch_targets`), and the class token
     regresses `scene_targets` (which shapes and colours, how many, where) and, with
@@ -316,8 +339,11 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
     ignored the image (judge v2). With the class token alone (judge v4) the patch tokens stayed
     nearly alike (features varied ~0.5% across images) and the judge still read the image weakly.
     Patch tokens that name what is on them are what a decoder can match prompt words against.
-    Measured on single-shape prompts: patch-shape accuracy 0.92 after 300 steps. Returns the loss
-    per step.
+    Measured on single-shape prompts: patch-shape accuracy 0.92 after 300 steps.
+
+    `generated`: (M, 64, 64, 3) uint8 samples of the generators; `cfg.vision_generated_fraction` of
+    every batch is drawn from them, their targets from the evaluator's detections (`detected_scene`).
+    Returns the loss per step.
     """
     vision = model.model.vision_tower
     hidden, patch = vision.config.hidden_size, vision.config.patch_size
@@ -330,13 +356,22 @@ def pretrain_vision(model, processor, cfg: JudgeTrainConfig, progress: bool = Tr
         heads["relations"] = torch.nn.Linear(hidden, len(relation_targets(world.Scene(()))))
     opt = torch.optim.AdamW(list(vision.parameters()) + list(heads.parameters()), lr=cfg.vision_lr)
     rng = np.random.default_rng(cfg.seed)
+    k = int(round(cfg.batch_size * cfg.vision_generated_fraction)) if generated is not None and len(generated) else 0
+    if k:
+        from lab import geneval
+
+        seen = [detected_scene(geneval.detect(x)) for x in tqdm(generated, desc="detect", disable=not progress)]
     losses = []
     for step in tqdm(range(cfg.vision_steps), desc="judge vision tower", disable=not progress):
         scenes = [
             world.sample_scene(world.sample_training_prompt(rng), int(rng.integers(2**31)))
-            for _ in range(cfg.batch_size)
+            for _ in range(cfg.batch_size - k)
         ]
         images = [degraded_render(sc, rng) for sc in scenes]
+        if k:
+            picked = rng.choice(len(generated), k)
+            scenes += [seen[i] for i in picked]
+            images += list(generated[picked])
         pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
         target = torch.as_tensor(np.stack([scene_targets(sc) for sc in scenes]))
         shapes, colors = (torch.as_tensor(np.stack(t)) for t in zip(*(patch_targets(sc, patch) for sc in scenes)))
@@ -385,9 +420,12 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
 
     data = judge_dataset(cfg, progress=progress)
     model, processor = build_judge(cfg.size, cfg.seed)
-    vision_losses = pretrain_vision(model, processor, cfg, progress) if cfg.vision_steps else []
-    judge = VLMJudge(model, processor, name="lab judge")
     train, val = data["train"], data["val"]
+    generated = np.unique(train.image_index[np.asarray(train.sources) != "render"])  # the training split's samples
+    vision_losses = (
+        pretrain_vision(model, processor, cfg, progress, train.images[generated]) if cfg.vision_steps else []
+    )
+    judge = VLMJudge(model, processor, name="lab judge")
     labels = torch.as_tensor(train.labels)
     weights = torch.as_tensor(pair_weights(train.labels, train.tasks, cfg.balance), dtype=torch.float32)
     if cfg.freeze_vision and cfg.vision_steps:
@@ -448,6 +486,11 @@ def write_card(out: Path, cfg: JudgeTrainConfig, metrics: dict, params: int, tra
     from lab.zoo import write_model_card
 
     models = ", ".join(f"{m} ({n} samples)" for m, n in zip(cfg.sample_models, cfg.samples_per_model))
+    stage1_images = "renders" + (
+        f"; {cfg.vision_generated_fraction:.0%} of each batch generated samples, their targets from the evaluator's detections"
+        if cfg.vision_generated_fraction
+        else ""
+    )
     summary = f"""A tiny LLaVA (CLIP vision tower + Llama decoder, {params / 1e6:.2f}M parameters, `{cfg.size}` size) that answers
 "{QUESTION_EXAMPLE}" with the next-token logits of "yes" and "no", as the VLM judge of SANA 1.5's best-of-N.
 It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` and
@@ -458,7 +501,7 @@ It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` 
   ones (count +-1, swapped relation or colours, another class), and {cfg.renders:,} blurred, noisy renders;
   {cfg.generated_fraction:.0%} of every batch from the generated samples.
 - Stage 1: {cfg.vision_steps} steps teaching the vision tower each patch's shape and colour, the scene's counts and
-  centroids{" and which relations hold between which shapes" if cfg.vision_relations else ""} (renders).
+  centroids{" and which relations hold between which shapes" if cfg.vision_relations else ""} ({stage1_images}).
 - Stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, AdamW lr {cfg.lr} (cosine), next-token cross-entropy with
   {BALANCE_WORDS[cfg.balance]}.
 - Reproduce: `lab train-judge --config train_config.yaml --out DIR` with this folder's `train_config.yaml`

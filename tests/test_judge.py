@@ -243,3 +243,48 @@ def test_relation_targets_say_which_shape_is_where_and_nothing_about_absent_shap
     model, processor = build_judge(cfg.size, cfg.seed)
     losses = pretrain_vision(model, processor, cfg, progress=False)
     assert len(losses) == 2 and all(np.isfinite(losses))
+
+
+def test_detected_scene_recovers_a_rendered_scene_as_the_evaluator_sees_it():
+    from lab import geneval, world
+    from lab.judge_train import detected_scene, patch_targets, scene_targets
+
+    truth = world.Scene(
+        (world.Object("circle", "red", 16.0, 20.0, 18.0), world.Object("cross", "blue", 46.0, 44.0, 20.0))
+    )
+    seen = detected_scene(geneval.detect(world.render(truth)))
+    assert sorted((o.shape, o.color) for o in seen.objects) == [("circle", "red"), ("cross", "blue")]
+    for o in seen.objects:
+        true = next(t for t in truth.objects if t.shape == o.shape)
+        assert abs(o.cx - true.cx) <= 1.5 and abs(o.cy - true.cy) <= 1.5 and abs(o.size - true.size) <= 2.5
+    assert np.allclose(scene_targets(seen), scene_targets(truth), atol=0.05)
+    shapes, colors = patch_targets(seen, 8)
+    true_shapes, true_colors = patch_targets(truth, 8)
+    assert (shapes == true_shapes).mean() >= 0.95 and (colors == true_colors).mean() >= 0.95
+    assert detected_scene([]).objects == ()
+
+
+def test_stage_one_mixes_generated_samples_into_its_batches():
+    from lab.judge_data import degraded_renders
+    from lab.judge_train import pretrain_vision
+
+    with pytest.raises(ValueError, match="vision_generated_fraction=1.5 must be in"):
+        JudgeTrainConfig(vision_generated_fraction=1.5)
+    from dataclasses import replace
+
+    cfg = replace(quick_config(JudgeTrainConfig(vision_generated_fraction=0.5)), vision_steps=2, batch_size=4)
+    model, processor = build_judge(cfg.size, cfg.seed)
+    samples, _ = degraded_renders(3, seed=5)  # stand-ins for generated samples
+    batches, preprocess = [], processor.image_processor
+
+    class Recording:
+        def __call__(self, images, **kw):
+            batches.append(images)
+            return preprocess(images, **kw)
+
+    processor.image_processor = Recording()
+    losses = pretrain_vision(model, processor, cfg, progress=False, generated=samples)
+    assert len(losses) == 2 and all(np.isfinite(losses))
+    for images in batches:  # half of every batch is one of the samples, the rest fresh renders
+        from_samples = [any(np.array_equal(x, s) for s in samples) for x in images]
+        assert len(images) == 4 and from_samples == [False, False, True, True]
