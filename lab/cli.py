@@ -109,6 +109,19 @@ def _existing_file(name: str) -> Path:
     return path
 
 
+def _field_value(text: str) -> tuple[str, object]:
+    """'FIELD=VALUE' -> (FIELD, VALUE read as YAML: 0.5, true, [S, L])."""
+    import yaml
+
+    field, sep, value = text.partition("=")
+    if not sep or not field.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not FIELD=VALUE (e.g. vision_generated_fraction=0.5)")
+    try:
+        return field.strip(), yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: the value is not YAML ({e.__class__.__name__})") from e
+
+
 def _existing(name: str) -> Path:
     path = Path(name)
     if not path.exists():
@@ -183,7 +196,8 @@ def _train_judge(args: argparse.Namespace) -> None:
     from lab.config import load_config
     from lab.judge_train import JudgeTrainConfig, train_judge
 
-    cfg = _usage(load_config, JudgeTrainConfig, args.config, steps=args.steps, seed=args.seed)
+    overrides = dict(args.set) | {"steps": args.steps, "seed": args.seed}
+    cfg = _usage(load_config, JudgeTrainConfig, args.config, **overrides)
     metrics = train_judge(cfg, args.out)
     o = metrics["overall"]
     print(f"held-out pairs: balanced accuracy {o['balanced_accuracy']:.3f}, AUC {o['auc']:.3f} -> {args.out}")
@@ -561,6 +575,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--steps", type=positive, help="override the config's steps")
     p.add_argument("--seed", type=int, help="override the config's seed")
+    p.add_argument(
+        "--set",
+        type=_field_value,
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override one config field, the value read as YAML (repeatable), e.g. --set vision_generated_fraction=0.5",
+    )
 
     p = command(
         sub, "best-of-n", _best_of_n, help="generate N candidates, rank them by a judge's tournament, save a grid"

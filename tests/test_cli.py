@@ -297,3 +297,25 @@ def test_geneval_compare_pairs_two_reports_and_refuses_different_seeds(run_lab, 
     geneval.write_report(report, tmp_path / "other.json")
     code, _, err = run_lab("geneval", "compare", paths["good"], tmp_path / "other.json")
     assert code == 2 and "seed 9 vs 10" in _one_line_error(err, "geneval compare")
+
+
+def test_train_judge_set_overrides_config_fields_and_names_a_bad_one(run_lab, tmp_path, monkeypatch):
+    from lab import judge_train
+
+    seen = []
+
+    def fake_train(cfg, out):
+        seen.append(cfg)
+        return {"overall": {"balanced_accuracy": 0.5, "auc": 0.5}}
+
+    monkeypatch.setattr(judge_train, "train_judge", fake_train)
+    args = ("train-judge", "--out", tmp_path / "judge")
+    code, _, _ = run_lab(*args, "--set", "vision_generated_fraction=0.5", "--set", "sample_models=[S, L]")
+    assert code == 0 and seen[0].vision_generated_fraction == 0.5 and seen[0].sample_models == ("S", "L")
+    assert seen[0].steps == 8000  # the rest from configs/judge.yaml
+    code, _, err = run_lab(*args, "--set", "vision_generated_fraction")
+    assert code == 2 and "is not FIELD=VALUE" in _one_line_error(err, "train-judge")
+    code, _, err = run_lab(*args, "--set", "nosuch=1")
+    assert code == 2 and "unknown JudgeTrainConfig fields ['nosuch']; accepted:" in _one_line_error(err, "train-judge")
+    code, _, err = run_lab(*args, "--set", "vision_generated_fraction=2")
+    assert code == 2 and "must be in [0, 1]" in err
