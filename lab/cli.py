@@ -203,6 +203,15 @@ def _train_judge(args: argparse.Namespace) -> None:
     print(f"held-out pairs: balanced accuracy {o['balanced_accuracy']:.3f}, AUC {o['auc']:.3f} -> {args.out}")
 
 
+def _pretrain_text_encoder(args: argparse.Namespace) -> None:
+    from lab.config import load_config
+    from lab.text_encoder import TextEncoderConfig, pretrain_text_encoder
+
+    cfg = _usage(load_config, TextEncoderConfig, args.config)
+    metrics = pretrain_text_encoder(cfg, args.out)
+    print(", ".join(f"{k} {v:.3f}" for k, v in metrics["heldout"].items()) + f" (held-out captions) -> {args.out}")
+
+
 def _best_of_n(args: argparse.Namespace) -> None:
     from lab import plots
     from lab.geneval import evaluate_image
@@ -583,6 +592,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="override one config field, the value read as YAML (repeatable), e.g. --set vision_generated_fraction=0.5",
     )
+
+    p = command(
+        sub,
+        "pretrain-text-encoder",
+        _pretrain_text_encoder,
+        help="pretrain the lab's text encoder on the world's captions (frozen afterwards, as SANA's Gemma-2)",
+    )
+    p.add_argument(
+        "--config", type=_existing_file, default="configs/text_encoder.yaml", help="YAML of TextEncoderConfig fields"
+    )
+    p.add_argument("--out", type=_writable_target, required=True, help="encoder directory, written atomically")
 
     p = command(
         sub, "best-of-n", _best_of_n, help="generate N candidates, rank them by a judge's tournament, save a grid"

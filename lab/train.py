@@ -208,6 +208,9 @@ class TrainConfig:
     data_workers: int | None = None
     new_block_lr_scale: float = 1.0  # lr x this for the blocks growth added (init_from's growth.json); 1 = one lr
     position_embedding: str = "none"  # fresh models only: lab.model.POSITION_EMBEDDINGS (SANA: none)
+    # fresh models only: a pretrained text encoder directory (`lab pretrain-text-encoder`) instead of a random
+    # one; frozen unless train_text_encoder (SANA: a frozen pretrained Gemma-2)
+    text_encoder: str = ""
 
     def __post_init__(self):
         if self.position_embedding not in POSITION_EMBEDDINGS:
@@ -218,6 +221,11 @@ class TrainConfig:
             raise ValueError(
                 f"position_embedding={self.position_embedding!r} applies to a fresh model, but init_from "
                 f"{self.init_from!r} is set (its transformer keeps its own); leave position_embedding at 'none'"
+            )
+        if self.init_from and self.text_encoder:
+            raise ValueError(
+                f"text_encoder={self.text_encoder!r} applies to a fresh model, but init_from {self.init_from!r} is set "
+                "(its pipeline keeps its own encoder); leave text_encoder empty"
             )
         scale = self.new_block_lr_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
@@ -240,8 +248,19 @@ def _components(cfg: TrainConfig):
     vae = repo_path(cfg.vae)
     if not (vae / "config.json").is_file():
         raise ValueError(f"vae {cfg.vae!r} is not an AutoencoderDC directory (train one with `lab train-vae`)")
+    tokenizer = text_encoder = None
+    if cfg.text_encoder:
+        from lab.text_encoder import load_text_encoder
+
+        tokenizer, text_encoder = load_text_encoder(repo_path(cfg.text_encoder))
     torch.manual_seed(cfg.seed)
-    pipe = build_pipeline(cfg.size, vae=AutoencoderDC.from_pretrained(vae), position_embedding=cfg.position_embedding)
+    pipe = build_pipeline(
+        cfg.size,
+        vae=AutoencoderDC.from_pretrained(vae),
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        position_embedding=cfg.position_embedding,
+    )
     return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, cfg.train_text_encoder
 
 

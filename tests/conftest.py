@@ -40,6 +40,16 @@ def tiny_pipeline_dir(tmp_path_factory, tiny_vae_dir):
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_text_encoder_dir(tmp_path_factory):
+    """A pretrained lab text encoder of the tiny transformers' caption width (a few steps)."""
+    from lab.text_encoder import TextEncoderConfig, pretrain_text_encoder
+
+    path = tmp_path_factory.mktemp("text_encoder") / "encoder"
+    pretrain_text_encoder(TextEncoderConfig(hidden_size=16, steps=3, batch_size=8, eval_captions=16), path, False)
+    return path
+
+
 @pytest.fixture
 def tiny_pipeline(tiny_pipeline_dir):
     from lab.model import load_pipeline

@@ -85,10 +85,18 @@ def test_relation_preference_is_zero_when_the_encoder_reads_opposite_relations_a
     assert merged["shape"] > 0  # the wrong shape still reads differently
 
 
-def test_encoder_pilot_trains_each_arm_as_configured_and_resumes_without_new_steps(tiny_vae_dir, tmp_path):
+def test_encoder_pilot_trains_each_arm_as_configured_and_resumes_without_new_steps(
+    tiny_vae_dir, tiny_text_encoder_dir, tmp_path, monkeypatch
+):
     import yaml
 
     from lab.model import load_pipeline
+
+    arms = {
+        k: v | ({"text_encoder": str(tiny_text_encoder_dir)} if "text_encoder" in v else {})
+        for k, v in position.PILOT_ARMS.items()
+    }  # the shipped encoder is wider than the tiny transformer
+    monkeypatch.setattr(position, "PILOT_ARMS", arms)
 
     config = tmp_path / "pilot.yaml"
     fields = dict(size="tiny", vae=str(tiny_vae_dir), steps=2, batch_size=2, warmup_steps=1, checkpoint_every=1)

@@ -418,6 +418,12 @@ PILOT_ARMS = {
     "frozen encoder": {"train_text_encoder": False},
     "joint encoder": {"train_text_encoder": True},
     "frozen encoder + sincos": {"train_text_encoder": False, "position_embedding": "sincos"},
+    # session 9: the encoder pretrained on captions (lab.text_encoder), frozen, as SANA's Gemma-2
+    "pretrained encoder + sincos": {
+        "text_encoder": "checkpoints/text_encoder",
+        "train_text_encoder": False,
+        "position_embedding": "sincos",
+    },
 }
 PILOT_CONFIG = "configs/position_pilot.yaml"
 
