@@ -208,8 +208,9 @@ class TrainConfig:
     data_workers: int | None = None
     new_block_lr_scale: float = 1.0  # lr x this for the blocks growth added (init_from's growth.json); 1 = one lr
     position_embedding: str = "none"  # fresh models only: lab.model.POSITION_EMBEDDINGS (SANA: none)
-    # fresh models only: a pretrained text encoder directory (`lab pretrain-text-encoder`) instead of a random
-    # one; frozen unless train_text_encoder (SANA: a frozen pretrained Gemma-2)
+    # a pretrained text encoder directory (`lab pretrain-text-encoder`): a fresh model's, instead of a random
+    # one (frozen unless train_text_encoder), or, with init_from, replacing the pipeline's (frozen; the
+    # transformer re-learns its conditioning). SANA conditions on a frozen pretrained Gemma-2.
     text_encoder: str = ""
 
     def __post_init__(self):
@@ -221,11 +222,6 @@ class TrainConfig:
             raise ValueError(
                 f"position_embedding={self.position_embedding!r} applies to a fresh model, but init_from "
                 f"{self.init_from!r} is set (its transformer keeps its own); leave position_embedding at 'none'"
-            )
-        if self.init_from and self.text_encoder:
-            raise ValueError(
-                f"text_encoder={self.text_encoder!r} applies to a fresh model, but init_from {self.init_from!r} is set "
-                "(its pipeline keeps its own encoder); leave text_encoder empty"
             )
         scale = self.new_block_lr_scale
         if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale < 0:
@@ -240,19 +236,27 @@ def _components(cfg: TrainConfig):
     """(tokenizer, text_encoder, vae, transformer, scheduler, train_text_encoder)."""
     from lab.provenance import repo_path
 
+    tokenizer = text_encoder = None
+    if cfg.text_encoder:
+        from lab.text_encoder import load_text_encoder
+
+        tokenizer, text_encoder = load_text_encoder(repo_path(cfg.text_encoder))
     if cfg.init_from:  # relative paths: the working directory, then the repository (checkpoints/S)
         pipe = load_pipeline(repo_path(cfg.init_from))
+        if text_encoder is not None:
+            width = pipe.transformer.config.caption_channels
+            if text_encoder.config.hidden_size != width:
+                raise ValueError(
+                    f"text_encoder {cfg.text_encoder!r} has hidden size {text_encoder.config.hidden_size}, but "
+                    f"{cfg.init_from!r} reads captions of width {width}; pretrain one with hidden_size: {width}"
+                )
+            pipe.tokenizer, pipe.text_encoder = tokenizer, text_encoder
         return pipe.tokenizer, pipe.text_encoder, pipe.vae, pipe.transformer, pipe.scheduler, False
     from diffusers import AutoencoderDC
 
     vae = repo_path(cfg.vae)
     if not (vae / "config.json").is_file():
         raise ValueError(f"vae {cfg.vae!r} is not an AutoencoderDC directory (train one with `lab train-vae`)")
-    tokenizer = text_encoder = None
-    if cfg.text_encoder:
-        from lab.text_encoder import load_text_encoder
-
-        tokenizer, text_encoder = load_text_encoder(repo_path(cfg.text_encoder))
     torch.manual_seed(cfg.seed)
     pipe = build_pipeline(
         cfg.size,

@@ -1,5 +1,7 @@
 """The lab's pretrained text encoder: what it is taught to state about a caption, and its use, frozen, in training."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -62,8 +64,8 @@ def test_pretrained_encoder_loads_with_plain_transformers_and_is_frozen(tiny_tex
         load_text_encoder(tiny_text_encoder_dir.parent)
 
 
-def test_a_fresh_model_trains_on_the_pretrained_encoder_unchanged_and_init_from_refuses_one(
-    tiny_text_encoder_dir, tiny_vae_dir, tmp_path
+def test_a_fresh_or_continued_model_trains_on_the_pretrained_encoder_unchanged(
+    tiny_text_encoder_dir, tiny_vae_dir, tiny_pipeline_dir, tmp_path
 ):
     from lab.model import load_pipeline
     from lab.train import TrainConfig, train
@@ -82,5 +84,10 @@ def test_a_fresh_model_trains_on_the_pretrained_encoder_unchanged_and_init_from_
     _, pretrained = load_text_encoder(tiny_text_encoder_dir)
     shipped = load_pipeline(tmp_path / "run" / "pipeline").text_encoder
     assert all(torch.equal(a, b) for a, b in zip(pretrained.state_dict().values(), shipped.state_dict().values()))
-    with pytest.raises(ValueError, match="text_encoder='x' applies to a fresh model, but init_from"):
-        TrainConfig(init_from="checkpoints/S", text_encoder="x")
+    # continued (init_from): the pipeline's own encoder is replaced, and the transformer starts as it was
+    again = replace(cfg, size="S", vae="", init_from=str(tiny_pipeline_dir))
+    train(again, tmp_path / "again", progress=False)
+    swapped = load_pipeline(tmp_path / "again" / "pipeline").text_encoder
+    assert all(torch.equal(a, b) for a, b in zip(pretrained.state_dict().values(), swapped.state_dict().values()))
+    with pytest.raises(ValueError, match="has hidden size 16, but .* reads captions of width 64"):
+        train(replace(again, init_from="checkpoints/S"), tmp_path / "wide", progress=False)
