@@ -317,8 +317,8 @@ def mechanism_table(rows: dict[str, dict]) -> str:
 
 
 def run(
-    models: tuple[str, ...] = ("S", "L"),
-    runs: tuple[str, ...] = ("checkpoints/in_progress/S_v2",),
+    models: tuple[str, ...] = ("S", "L", "S_v2"),
+    runs: tuple[str, ...] = (),
     pipelines: dict[str, str] | None = None,
     out: str = "reports/position",
 ) -> dict:
