@@ -125,3 +125,13 @@ def test_encoder_pilot_trains_each_arm_as_configured_and_resumes_without_new_ste
     position.write_report(report)
     text = (report / "README.md").read_text()
     assert all(f"| {arm}, step 2 |" in text for arm in position.PILOT_ARMS)
+
+
+def test_the_pilot_report_names_the_arms_whose_axis_reading_started_late():
+    with_axis = {"preference": {"relation": 0.5, "axis": 0.5}}
+    without = {"preference": {"relation": 0.5}}
+    arms = {"old": [(250, without), (500, with_axis)], "new": [(250, with_axis), (500, with_axis)]}
+    assert (
+        position._first_axis_step(arms) == "; the axis preference was added to the measures later (old: from step 500)"
+    )
+    assert position._first_axis_step({"new": arms["new"]}) == ""

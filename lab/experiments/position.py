@@ -361,12 +361,18 @@ def run(
 
 
 def _first_axis_step(arms: dict) -> str:
-    """ ", the axis preference from step N" when the pilot's earlier points predate that reading."""
-    steps = [step for pts in arms.values() for step, m in pts if "axis" in m.get("preference", {})]
-    first_steps = [pts[0][0] for pts in arms.values() if pts]
-    if not steps or min(steps) <= min(first_steps):
+    """ "; the axis preference from step N (...) for ARMS" naming the arms whose earlier points predate that reading."""
+    late = {}
+    for arm, pts in arms.items():
+        steps = [step for step, m in pts if "axis" in m.get("preference", {})]
+        if steps and min(steps) > pts[0][0]:
+            late[arm] = min(steps)
+    if not late:
         return ""
-    return f"; the axis preference from step {min(steps)} (added to the measures then)"
+    words = "; ".join(
+        f"{', '.join(a for a in late if late[a] == s)}: from step {s}" for s in sorted(set(late.values()))
+    )
+    return f"; the axis preference was added to the measures later ({words})"
 
 
 def write_report(out) -> None:
