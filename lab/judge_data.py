@@ -100,7 +100,7 @@ def confusable_prompts(prompt: world.Prompt, rng: np.random.Generator) -> list[w
         out.append(make(t, (other(shapes, cls),), count=n))
     elif t == "position":
         b, a, rel = inc[0].cls, inc[1].cls, inc[1].position[0]
-        opposite = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}[rel]
+        opposite = world.OPPOSITE_RELATION[rel]
         out = [
             make(t, (a, b), relation=opposite),
             make(t, (b, a), relation=rel),

@@ -12,7 +12,6 @@ the answer word, over (image, prompt, yes/no) pairs from `lab.judge_data` (class
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from tqdm.auto import tqdm
 from lab import world
 from lab.judge import QUESTION, VLMJudge, reliability
 from lab.judge_data import JUDGE_SEED, degraded_render, judge_dataset
+from lab.schedule import lr_at
 
 SPECIAL = {"pad": "[PAD]", "unk": "[UNK]", "bos": "<s>", "eos": "</s>", "image": "<image>"}
 CHAT_WORDS = (
@@ -212,13 +212,6 @@ class JudgeTrainConfig:
             raise ValueError(f"balance={self.balance!r} is unknown; expected one of {BALANCES}")
         if not 0.0 <= self.vision_generated_fraction <= 1.0:
             raise ValueError(f"vision_generated_fraction={self.vision_generated_fraction} must be in [0, 1]")
-
-
-def _lr(cfg: JudgeTrainConfig, step: int) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    t = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
-    return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 def answer_loss(judge: VLMJudge, batch: dict, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -444,13 +437,13 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
             idx = batch_indices(train, cfg, rng)
             batch = judge.inputs(train.images_of(idx), [train.prompts[i] for i in idx])
             for g in opt.param_groups:
-                g["lr"] = _lr(cfg, step)
+                g["lr"] = lr_at(step, cfg)
             loss = answer_loss(judge, batch, labels[idx], weights[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
-            row = {"loss": loss.item(), "lr": _lr(cfg, step)}
+            row = {"loss": loss.item(), "lr": lr_at(step, cfg)}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 model.eval()
                 scores = judge.score(val.images_of(np.arange(len(val))), val.prompts)

@@ -22,7 +22,6 @@ without "a photo of". What it learns is then linearly readable from the tokens t
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,9 +31,9 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from lab import world
+from lab.schedule import lr_at
 
 COLORS = tuple(world.COLORS)
-OPPOSITE = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 SHAPE_PAIRS = [(a, b) for a in world.SHAPES for b in world.SHAPES if a != b]
 HEADS = {  # name: classes (per shape word, "object_*"; per caption, "scene_*", one group per shape)
     "object_shape": len(world.SHAPES),
@@ -55,6 +54,7 @@ class TextEncoderConfig:
     batch_size: int = 256
     lr: float = 2e-3
     warmup_steps: int = 100
+    min_lr_ratio: float = 0.0  # cosine decay to lr x this
     weight_decay: float = 0.01
     bare_fraction: float = 0.5  # captions without "a photo of", as people type them in the app
     eval_captions: int = 2048
@@ -80,27 +80,26 @@ def caption_targets(prompt: world.Prompt, text: str) -> tuple[list[int], dict[st
     if len(positions) != len(objs):
         raise ValueError(f"{text!r} names {len(positions)} shapes but its prompt has {len(objs)} objects")
     per_object = {k: [] for k in HEADS if k.startswith("object_")}
+    count = np.zeros(len(world.SHAPES), np.int64)
+    color = np.zeros(len(world.SHAPES), np.int64)
     previous = None
     for r in objs:
         per_object["object_shape"].append(world.SHAPES.index(r.cls))
         per_object["object_color"].append(COLORS.index(r.color) + 1 if r.color else 0)
         per_object["object_count"].append(r.count - 1)
         relation = 0
-        if previous is not None and previous.position is not None:  # "A rel B": B is OPPOSITE[rel] of A
-            relation = 1 + world.RELATIONS.index(OPPOSITE[previous.position[0]])
+        if previous is not None and previous.position is not None:  # "A rel B": B is the opposite of rel of A
+            relation = 1 + world.RELATIONS.index(world.OPPOSITE_RELATION[previous.position[0]])
         per_object["object_relation"].append(relation)
-        previous = r
-    count = np.zeros(len(world.SHAPES), np.int64)
-    color = np.zeros(len(world.SHAPES), np.int64)
-    relations = np.zeros((len(SHAPE_PAIRS), len(world.RELATIONS)), np.float32)
-    for r in objs:
         count[world.SHAPES.index(r.cls)] = r.count
-        color[world.SHAPES.index(r.cls)] = COLORS.index(r.color) + 1 if r.color else 0
+        color[world.SHAPES.index(r.cls)] = per_object["object_color"][-1]
+        previous = r
+    relations = np.zeros((len(SHAPE_PAIRS), len(world.RELATIONS)), np.float32)
     if prompt.task == "position":
         a, b = objs  # "a A rel a B"
         rel = a.position[0]
         relations[SHAPE_PAIRS.index((a.cls, b.cls)), world.RELATIONS.index(rel)] = 1
-        relations[SHAPE_PAIRS.index((b.cls, a.cls)), world.RELATIONS.index(OPPOSITE[rel])] = 1
+        relations[SHAPE_PAIRS.index((b.cls, a.cls)), world.RELATIONS.index(world.OPPOSITE_RELATION[rel])] = 1
     return positions, per_object, {"scene_count": count, "scene_color": color, "scene_relations": relations.ravel()}
 
 
@@ -197,10 +196,8 @@ def pretrain_text_encoder(cfg: TextEncoderConfig, out: str | Path, progress: boo
         log = RunLog(tmp / "train_log.jsonl")
         for step in tqdm(range(cfg.steps), desc="text encoder", disable=not progress):
             encoder.train()
-            warm = min(1.0, (step + 1) / cfg.warmup_steps)
-            t = max(0, step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
             for g in opt.param_groups:
-                g["lr"] = cfg.lr * warm * 0.5 * (1 + math.cos(math.pi * t))
+                g["lr"] = lr_at(step, cfg)
             loss, _ = _losses_and_hits(
                 encoder, tokenizer, heads, sample_captions(cfg.batch_size, rng, cfg.bare_fraction)
             )

@@ -40,6 +40,7 @@ SHAPES = ("circle", "square", "triangle", "cross")
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
 NUMBERS = {2: "two", 3: "three", 4: "four"}
 RELATIONS = ("left of", "right of", "above", "below")
+OPPOSITE_RELATION = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 # Held out of training (CLEVR CoGenT style): one pair per shape, each colour at most once.

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lab import world
-from lab.text_encoder import OPPOSITE, SHAPE_PAIRS, caption_targets, load_text_encoder, mentions, sample_captions
+from lab.text_encoder import SHAPE_PAIRS, caption_targets, load_text_encoder, mentions, sample_captions
 
 
 def test_position_targets_put_the_second_named_object_on_the_opposite_side_of_the_first():
@@ -21,7 +21,7 @@ def test_position_targets_put_the_second_named_object_on_the_opposite_side_of_th
     assert bits[SHAPE_PAIRS.index(("circle", "square")), world.RELATIONS.index("left of")] == 1
     assert bits[SHAPE_PAIRS.index(("square", "circle")), world.RELATIONS.index("right of")] == 1
     assert bits.sum() == 2
-    assert all(OPPOSITE[OPPOSITE[r]] == r for r in world.RELATIONS)
+    assert all(world.OPPOSITE_RELATION[world.OPPOSITE_RELATION[r]] == r for r in world.RELATIONS)
 
 
 def test_colour_and_count_targets_bind_to_their_own_shape_word_with_or_without_the_photo_prefix():
