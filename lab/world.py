@@ -37,10 +37,12 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "black": (20, 20, 20),
 }
 SHAPES = ("circle", "square", "triangle", "cross")
+SHAPE_PAIRS = tuple((a, b) for a in SHAPES for b in SHAPES if a != b)  # ordered, 12
 PLURALS = {"circle": "circles", "square": "squares", "triangle": "triangles", "cross": "crosses"}
 NUMBERS = {2: "two", 3: "three", 4: "four"}
 RELATIONS = ("left of", "right of", "above", "below")
-OPPOSITE_RELATION = {"left of": "right of", "right of": "left of", "above": "below", "below": "above"}
+RELATION_AXES = (("left of", "right of"), ("above", "below"))  # each relation with its opposite: x, then y
+OPPOSITE_RELATION = {r: o for axis in RELATION_AXES for r, o in (axis, axis[::-1])}
 TASKS = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
 
 # Held out of training (CLEVR CoGenT style): one pair per shape, each colour at most once.

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from lab import world
-from lab.text_encoder import SHAPE_PAIRS, caption_targets, load_text_encoder, mentions, sample_captions
+from lab import text_encoder, world
+from lab.text_encoder import caption_targets, load_text_encoder, mentions, sample_captions
 
 
 def test_position_targets_put_the_second_named_object_on_the_opposite_side_of_the_first():
@@ -17,9 +17,9 @@ def test_position_targets_put_the_second_named_object_on_the_opposite_side_of_th
     assert positions == [5, 9]  # after BOS
     assert objects["object_shape"] == [world.SHAPES.index("circle"), world.SHAPES.index("square")]
     assert objects["object_relation"] == [0, 1 + world.RELATIONS.index("right of")]
-    bits = scene["scene_relations"].reshape(len(SHAPE_PAIRS), len(world.RELATIONS))
-    assert bits[SHAPE_PAIRS.index(("circle", "square")), world.RELATIONS.index("left of")] == 1
-    assert bits[SHAPE_PAIRS.index(("square", "circle")), world.RELATIONS.index("right of")] == 1
+    bits = scene["scene_relations"].reshape(len(world.SHAPE_PAIRS), len(world.RELATIONS))
+    assert bits[world.SHAPE_PAIRS.index(("circle", "square")), world.RELATIONS.index("left of")] == 1
+    assert bits[world.SHAPE_PAIRS.index(("square", "circle")), world.RELATIONS.index("right of")] == 1
     assert bits.sum() == 2
     assert all(world.OPPOSITE_RELATION[world.OPPOSITE_RELATION[r]] == r for r in world.RELATIONS)
 
@@ -91,3 +91,27 @@ def test_a_fresh_or_continued_model_trains_on_the_pretrained_encoder_unchanged(
     assert all(torch.equal(a, b) for a, b in zip(pretrained.state_dict().values(), swapped.state_dict().values()))
     with pytest.raises(ValueError, match="has hidden size 16, but .* reads captions of width 64"):
         train(replace(again, init_from="checkpoints/S"), tmp_path / "wide", progress=False)
+
+
+RELATION_PAIRS = (("circle", "square"), ("square", "triangle"), ("cross", "circle"))
+
+
+def test_an_encoder_that_merges_opposite_relations_scores_cosine_one_and_a_fresh_one_does_not(tiny_pipeline):
+    tok, enc = tiny_pipeline.tokenizer, tiny_pipeline.text_encoder
+    fresh = text_encoder.relation_token_similarity(tok, enc, RELATION_PAIRS)
+    assert set(fresh) == {"left/right", "above/below"}
+    assert all(v["relation_token"] < 0.999 for v in fresh.values())
+    merged = {w: tok.convert_tokens_to_ids(w) for w in ("left", "right", "above", "below")}
+    table = enc.get_input_embeddings().weight
+    original = table.detach().clone()
+    with torch.no_grad():  # "right" reads as "left", "below" as "above": nothing tells them apart
+        table[merged["right"]] = table[merged["left"]]
+        table[merged["below"]] = table[merged["above"]]
+    try:
+        same = text_encoder.relation_token_similarity(tok, enc, RELATION_PAIRS)
+    finally:
+        with torch.no_grad():
+            table.copy_(original)
+    for axis in same.values():
+        assert axis["relation_token"] == pytest.approx(1.0, abs=1e-5)
+        assert axis["last_token"] == pytest.approx(1.0, abs=1e-5)

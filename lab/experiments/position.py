@@ -19,10 +19,10 @@ from collections import Counter
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from lab import world
 from lab.geneval import DEFAULT_EVAL, EvalConfig, Report, relations_held
+from lab.text_encoder import relation_token_similarity
 
 UNCLEAR = "unclear"  # both objects present, no relation strong enough
 
@@ -97,42 +97,10 @@ def diagnosis_table(diag: dict) -> str:
 # --------------------------------------------------------------------------------------------
 # Mechanism: does the relation reach the transformer, and does the layout follow it?
 
-OPPOSITES = (("left of", "right of"), ("above", "below"))  # one pair per axis: x, then y
-SHAPE_PAIRS = tuple((a, b) for a in world.SHAPES for b in world.SHAPES if a != b)
-
 
 def relation_prompts(shapes: tuple[str, str], relation: str) -> str:
     """GenEval's position prompt "a photo of a A <relation> a B" (the training template)."""
     return world.make_prompt("position", shapes, relation=relation).text
-
-
-def relation_token_similarity(tokenizer, text_encoder, pairs=SHAPE_PAIRS) -> dict:
-    """How alike the text encoder's outputs are for opposite relations, per axis: the mean cosine
-    similarity between "a A left of a B" and "a A right of a B" (and above/below) at the relation's
-    first word and at the last prompt token, over the shape pairs. 1.0 means the encoder passes no
-    difference on to the transformer; S's fresh (seed 0) encoder gives 0.67-0.74 at the relation
-    token and 0.82-0.86 at the last one, S's jointly trained one 0.988-0.999.
-
-    Returns {"left/right": {"relation_token": c, "last_token": c}, "above/below": {...}}.
-    """
-    from lab.model import encode_text
-
-    out = {}
-    for first, second in OPPOSITES:
-        texts = [relation_prompts(p, r) for p in pairs for r in (first, second)]
-        ids = tokenizer([t.lower() for t in texts], add_special_tokens=True)["input_ids"]
-        with torch.no_grad():
-            embeds, mask = encode_text(tokenizer, text_encoder, texts)
-        lengths = mask.sum(1)
-        word = [tokenizer.convert_tokens_to_ids(r.split()[0]) for r in (first, second)]
-        at_relation = torch.tensor([row.index(word[i % 2]) for i, row in enumerate(ids)])
-        rows = torch.arange(len(texts))
-        cos = {}
-        for name, index in (("relation_token", at_relation), ("last_token", lengths - 1)):
-            v = embeds[rows, index].float()
-            cos[name] = float(F.cosine_similarity(v[0::2], v[1::2], dim=-1).mean())
-        out[f"{first.split()[0]}/{second.split()[0]}"] = cos
-    return out
 
 
 def _ink(images: np.ndarray) -> np.ndarray:
@@ -154,12 +122,12 @@ def world_layout(prompt: str, scenes: int, seed: int = 0) -> np.ndarray:
 
 
 def _relation_samples(pipe, pairs, seeds: int, sampler):
-    """Per axis of OPPOSITES: (texts alternating a relation and its opposite over `pairs`, their
+    """Per axis of world.RELATION_AXES: (texts alternating a relation and its opposite over `pairs`, their
     images (len(texts) x seeds, seeds 0..seeds-1 for every prompt), their mean ink maps)."""
     from lab.sampling import candidate_seeds, generate
 
     out = {}
-    for first, second in OPPOSITES:
+    for first, second in world.RELATION_AXES:
         texts = [relation_prompts(p, r) for p in pairs for r in (first, second)]
         batch = generate(
             pipe, [t for t in texts for _ in range(seeds)], candidate_seeds(0, seeds) * len(texts), sampler
@@ -169,7 +137,7 @@ def _relation_samples(pipe, pairs, seeds: int, sampler):
     return out
 
 
-def relation_sensitivity(pipe, pairs=SHAPE_PAIRS, seeds: int = 8, sampler=None, scenes: int = 256) -> dict:
+def relation_sensitivity(pipe, pairs=world.SHAPE_PAIRS, seeds: int = 8, sampler=None, scenes: int = 256) -> dict:
     """Does the model place objects as the relation says? For every shape pair and relation, `seeds`
     samples (seeds 0..seeds-1, the same for every prompt; `sampler`: SANA's defaults) are read twice:
 
@@ -197,7 +165,7 @@ WRONG_CAPTIONS = ("relation", "axis", "shape")  # relation_preference's wrong ca
 PREFERENCE_BATCH = 256  # images per transformer call
 
 
-def relation_preference(pipe, pairs=SHAPE_PAIRS, scenes: int = 8, sigmas=PREFERENCE_SIGMAS) -> dict:
+def relation_preference(pipe, pairs=world.SHAPE_PAIRS, scenes: int = 8, sigmas=PREFERENCE_SIGMAS) -> dict:
     """Does the relation word condition the denoiser? A diffusion-classifier reading: world renders of
     "a A <relation> a B" (seeds 0..scenes-1) are noised to each sigma (same noise for every caption)
     and denoised under the true caption and three wrong ones; the model "prefers" the true caption
@@ -215,11 +183,14 @@ def relation_preference(pipe, pairs=SHAPE_PAIRS, scenes: int = 8, sigmas=PREFERE
     from lab.vae import images_to_tensor
 
     device = pipe._execution_device
-    other_axis = {OPPOSITES[0][0]: OPPOSITES[1][0], OPPOSITES[0][1]: OPPOSITES[1][1]}
+    other_axis = {
+        world.RELATION_AXES[0][0]: world.RELATION_AXES[1][0],
+        world.RELATION_AXES[0][1]: world.RELATION_AXES[1][1],
+    }
     other_axis |= {v: k for k, v in other_axis.items()}
     captions = {"true": [], "relation": [], "axis": [], "shape": []}
     images = []
-    for first, second in OPPOSITES:
+    for first, second in world.RELATION_AXES:
         for a, b in pairs:
             third = next(s for s in world.SHAPES if s not in (a, b))
             for r, opposite in ((first, second), (second, first)):
