@@ -531,6 +531,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func, prog=p.prog)
         return p
 
+    def add_sampler_arguments(p: argparse.ArgumentParser) -> None:  # commands that sample
+        p.add_argument(
+            "--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)"
+        )
+        p.add_argument(
+            "--cfg",
+            type=guidance,
+            help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
+        )
+
+    def add_config_overrides(p: argparse.ArgumentParser) -> None:  # commands that train from a config
+        p.add_argument("--steps", type=positive, help="override the config's steps")
+        p.add_argument("--seed", type=int, help="override the config's seed")
+
     names = bench.available()
     p = command(
         sub,
@@ -548,8 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", type=_existing_file, default="configs/vae.yaml", help="YAML of lab.vae.VAETrainConfig fields"
     )
     p.add_argument("--out", type=_writable_target, required=True, help="run directory; the model lands in OUT/vae")
-    p.add_argument("--steps", type=positive, help="override the config's steps")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    add_config_overrides(p)
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint in OUT")
 
     p = command(sub, "train", _train, help="train a SANA transformer with flow matching (resumes from OUT/checkpoint)")
@@ -563,8 +576,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run directory; the pipeline lands in OUT/pipeline. The same config (steps aside) resumes; "
         "another run's directory is refused unless --overwrite",
     )
-    p.add_argument("--steps", type=positive, help="override the config's steps")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    add_config_overrides(p)
     p.add_argument(
         "--init-from", type=_model, help="continue from this SanaPipeline (grown or pruned model, or a name)"
     )
@@ -582,8 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", type=_writable_target, required=True, help="judge directory (model + processor), written atomically"
     )
-    p.add_argument("--steps", type=positive, help="override the config's steps")
-    p.add_argument("--seed", type=int, help="override the config's seed")
+    add_config_overrides(p)
     p.add_argument(
         "--set",
         type=_field_value,
@@ -612,12 +623,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=positive, default=16, help="candidates (1 to lab.scaling.MAX_CANDIDATES)")
     p.add_argument("--judge", default="checkpoints/judge", help="judge directory (any transformers VLM) or 'oracle'")
     p.add_argument("--select", default="tournament", choices=["tournament", "topk", "score"])
-    p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument(
-        "--cfg",
-        type=guidance,
-        help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
-    )
+    add_sampler_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out", type=_figure_file, default="best_of_n.png", help="figure of the ranked candidates")
 
@@ -630,12 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--prompt", type=_prompt_text, required=True)
     p.add_argument("--n", type=positive, default=16, help="candidates (>= 1); candidate i uses seed + i")
-    p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument(
-        "--cfg",
-        type=guidance,
-        help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
-    )
+    add_sampler_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dpi", type=positive, default=100)
     p.add_argument("-o", "--out", type=_figure_file, default="grid.png", help="figure (missing folders are created)")
@@ -715,12 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=_model, required=True, help="SanaPipeline directory or shipped name (S, L, L@12)")
     p.add_argument("--prompts", type=_prompt_set, default="full", help="quick, full, novel or a GenEval-style .jsonl")
     p.add_argument("--images-per-prompt", type=positive, default=4)
-    p.add_argument("--steps", type=positive, help="denoising steps (>= 1; default: SANA's, lab.sampling.SamplerConfig)")
-    p.add_argument(
-        "--cfg",
-        type=guidance,
-        help="classifier-free guidance scale (>= 0; <= 1: none; default: SANA's, lab.sampling.SamplerConfig)",
-    )
+    add_sampler_arguments(p)
     p.add_argument(
         "--batch-size", type=positive, help="images per pipeline call (default: lab.sampling.SamplerConfig's)"
     )
