@@ -436,14 +436,15 @@ def train_judge(cfg: JudgeTrainConfig, out: str | Path, progress: bool = True) -
             model.train()
             idx = batch_indices(train, cfg, rng)
             batch = judge.inputs(train.images_of(idx), [train.prompts[i] for i in idx])
+            lr = lr_at(step, cfg)
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, cfg)
+                g["lr"] = lr
             loss = answer_loss(judge, batch, labels[idx], weights[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, cfg.grad_clip)
             opt.step()
-            row = {"loss": loss.item(), "lr": lr_at(step, cfg)}
+            row = {"loss": loss.item(), "lr": lr}
             if (step + 1) % cfg.eval_every == 0 or step + 1 == cfg.steps:
                 model.eval()
                 scores = judge.score(val.images_of(np.arange(len(val))), val.prompts)

@@ -183,11 +183,8 @@ def relation_preference(pipe, pairs=world.SHAPE_PAIRS, scenes: int = 8, sigmas=P
     from lab.vae import images_to_tensor
 
     device = pipe._execution_device
-    other_axis = {
-        world.RELATION_AXES[0][0]: world.RELATION_AXES[1][0],
-        world.RELATION_AXES[0][1]: world.RELATION_AXES[1][1],
-    }
-    other_axis |= {v: k for k, v in other_axis.items()}
+    x_axis, y_axis = world.RELATION_AXES
+    other_axis = dict(zip(x_axis, y_axis)) | dict(zip(y_axis, x_axis))  # left of <-> above, right of <-> below
     captions = {"true": [], "relation": [], "axis": [], "shape": []}
     images = []
     for first, second in world.RELATION_AXES:
