@@ -56,7 +56,13 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
 
     def on_model(model, depth):
         depths = session.depths(model)
-        return gr.update(visible=depths is not None), importance(model, depth)
+        if depths is None:
+            return gr.update(visible=False), importance(model, depth)
+        depth = min(max(depth, depths[0]), depths[1])  # each prunable model has its own range
+        slider = gr.update(
+            visible=True, minimum=depths[0], maximum=depths[1], value=depth, label=f"depth of {model} (blocks kept)"
+        )
+        return slider, importance(model, depth)
 
     def importance(model, depth):
         if prunable is None:

@@ -37,7 +37,8 @@ JUDGE_BATCH = 64  # images per VLM forward pass
 @dataclass(frozen=True)
 class JudgeScores:
     """A judge's answer per image: `p_yes` (N,) in [0, 1]; `yes_logit`, `no_logit` (N,) the
-    next-token logits of the answer words (p_yes = sigmoid(yes_logit - no_logit))."""
+    next-token logits of the answer words (a VLM's p_yes = sigmoid(yes_logit - no_logit); the
+    oracle's is 1 or 0)."""
 
     p_yes: np.ndarray
     yes_logit: np.ndarray
@@ -51,12 +52,24 @@ class JudgeScores:
         """(N,) bool: the judge's answer."""
         return self.yes_logit > self.no_logit
 
+    @property
+    def margin(self) -> np.ndarray:
+        """(N,) float64 yes_logit - no_logit: orders images as P(yes) does, but does not saturate
+        (float32 P(yes) is exactly 1.0 for every margin above ~17, so sorting by it ties)."""
+        return self.yes_logit.astype(np.float64) - self.no_logit.astype(np.float64)
+
+    @staticmethod
+    def empty() -> JudgeScores:
+        return JudgeScores(*(np.zeros(0, np.float32) for _ in range(3)))
+
     def take(self, index) -> JudgeScores:
         """The scores of the images at `index` (an int array or slice)."""
         return JudgeScores(self.p_yes[index], self.yes_logit[index], self.no_logit[index])
 
     @staticmethod
     def concat(parts: Sequence[JudgeScores]) -> JudgeScores:
+        if not parts:
+            return JudgeScores.empty()
         return JudgeScores(
             *(np.concatenate([getattr(p, f) for p in parts]) for f in ("p_yes", "yes_logit", "no_logit"))
         )
@@ -253,17 +266,18 @@ def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def _agreement(p_yes: np.ndarray, says_yes: np.ndarray, labels: np.ndarray) -> dict:
+def _agreement(margin: np.ndarray, says_yes: np.ndarray, labels: np.ndarray) -> dict:
     tpr = float(says_yes[labels].mean()) if labels.any() else float("nan")
     tnr = float((~says_yes[~labels]).mean()) if (~labels).any() else float("nan")
     return {
         "n": int(len(labels)),
         "positives": int(labels.sum()),
+        "says_yes_rate": float(says_yes.mean()) if len(labels) else float("nan"),
         "accuracy": float((says_yes == labels).mean()),
         "balanced_accuracy": float(np.nanmean([tpr, tnr])),
         "true_positive_rate": tpr,
         "true_negative_rate": tnr,
-        "auc": roc_auc(p_yes, labels),
+        "auc": roc_auc(margin, labels),  # the margin: P(yes) saturates at 1.0 and would tie
     }
 
 
@@ -283,7 +297,7 @@ def reliability(scores: JudgeScores, labels, tasks: Sequence[str], bins: int = C
         raise ValueError(
             f"{len(scores)} scores, {len(labels)} labels and {len(tasks)} tasks; expected one each per image"
         )
-    p, yes = scores.p_yes, scores.says_yes
+    p, margin, yes = scores.p_yes, scores.margin, scores.says_yes
     edges = np.linspace(0, 1, bins + 1)
     which = np.clip(np.digitize(p, edges[1:-1]), 0, bins - 1)
     calibration = [
@@ -296,9 +310,9 @@ def reliability(scores: JudgeScores, labels, tasks: Sequence[str], bins: int = C
         if (which == b).any()
     ]
     per_task = {
-        t: _agreement(p[tasks == t], yes[tasks == t], labels[tasks == t]) for t in dict.fromkeys(tasks.tolist())
+        t: _agreement(margin[tasks == t], yes[tasks == t], labels[tasks == t]) for t in dict.fromkeys(tasks.tolist())
     }
     from lab.world import TASKS
 
     per_task = {t: per_task[t] for t in TASKS if t in per_task} | {t: v for t, v in per_task.items() if t not in TASKS}
-    return {"overall": _agreement(p, yes, labels), "tasks": per_task, "calibration": calibration}
+    return {"overall": _agreement(margin, yes, labels), "tasks": per_task, "calibration": calibration}

@@ -199,14 +199,18 @@ CACHE_CHUNK = 256  # images per cached file: the most an interrupted generation 
 
 def model_cache_dir(root, model) -> Path:
     """Where `generate_cached` keeps one model's samples under `root`: its name (or path) and a digest
-    of its transformer's weights, so a model retrained under the same name (S v2 replacing S) never
-    reuses the samples of the one it replaced, and a fresh checkout still finds its cache."""
+    of its transformer's weights, and for a model pruned on load (`L@12`) of the block ranking it is
+    pruned by, so a model retrained or re-ranked under the same name (S v2 replacing S) never reuses
+    the samples of the one it replaced, and a fresh checkout still finds its cache."""
     import hashlib
 
-    from lab.zoo import model_path
+    from lab.zoo import IMPORTANCE_TABLE, model_spec
 
-    weights = sorted((model_path(model) / "transformer").glob("*.safetensors"))
-    digest = hashlib.sha1(b"".join(f.read_bytes() for f in weights)).hexdigest()[:12] if weights else "unknown"
+    spec = model_spec(model)
+    files = sorted((spec.path / "transformer").glob("*.safetensors"))
+    if spec.depth is not None:
+        files.append(spec.path / IMPORTANCE_TABLE)
+    digest = hashlib.sha1(b"".join(f.read_bytes() for f in files)).hexdigest()[:12] if files else "unknown"
     return Path(root) / f"{str(model).replace('/', '_')}-{digest}"
 
 

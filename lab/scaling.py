@@ -76,6 +76,8 @@ def tournament(scores: JudgeScores, until: int = 1) -> tuple[list[list[Match]], 
     order (1st vs 2nd, 3rd vs 4th, ...); an odd one out advances with a bye. N candidates take
     N - 1 matches to one winner.
     """
+    if not isinstance(until, int | np.integer) or until < 1:
+        raise ValueError(f"{until!r} survivors (k); expected an integer >= 1")
     pool, bracket = list(range(len(scores))), []
     while len(pool) > until:
         r = len(bracket) + 1
@@ -94,20 +96,31 @@ def rank(
 
     `tournament`: the bracket to one winner; ranking by SANA's order. `topk`: the bracket until k
     remain (the reference script), finalists by P(yes), then the rest by SANA's order. `score`:
-    by P(yes) alone, no bracket.
+    by P(yes) alone, no bracket. P(yes) is compared as the logit margin (`JudgeScores.margin`: the
+    same order, without float32's saturation at 1.0); ties keep index order.
     """
-    if select not in SELECTIONS:
-        raise ValueError(f"unknown selection {select!r}; expected one of {SELECTIONS}")
+    check_selection(select, k)
     n = len(scores)
+    if n == 0:
+        return [], []
     by_order = sorted(range(n), key=lambda i: preference(scores, i), reverse=True)  # stable: ties keep index order
+    margin = scores.margin
     if select == "score":
-        return sorted(range(n), key=lambda i: -scores.p_yes[i]), []
+        return sorted(range(n), key=lambda i: -margin[i]), []
     if select == "tournament":
-        bracket, (winner,) = tournament(scores) if n > 1 else ([], [0])
+        bracket, (winner,) = tournament(scores)
         return [winner] + [i for i in by_order if i != winner], bracket
     bracket, finalists = tournament(scores, until=k)
-    finalists = sorted(finalists, key=lambda i: -scores.p_yes[i])
+    finalists = sorted(finalists, key=lambda i: -margin[i])
     return finalists + [i for i in by_order if i not in finalists], bracket
+
+
+def check_selection(select: str, k: int = TOPK_FINALISTS) -> None:
+    """Raises ValueError for an unknown selection rule or a `topk` k below 1."""
+    if select not in SELECTIONS:
+        raise ValueError(f"unknown selection {select!r}; expected one of {SELECTIONS}")
+    if select == "topk" and (not isinstance(k, int | np.integer) or k < 1):
+        raise ValueError(f"k = {k!r} finalists; expected an integer >= 1")
 
 
 def check_n(n: int, most: int = MAX_CANDIDATES) -> None:
@@ -188,8 +201,7 @@ def best_of_n_steps(
         indices: generate only these candidates (a process's share; None: all n). No ranking then.
     """
     check_n(n)
-    if select not in SELECTIONS:
-        raise ValueError(f"unknown selection {select!r}; expected one of {SELECTIONS}")
+    check_selection(select, k)
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"empty prompt {prompt!r}; expected text such as 'a photo of a red circle'")
     seeds = candidate_seeds(seed, n)
@@ -206,7 +218,7 @@ def best_of_n_steps(
     )
     images, parts = [], []
     if not mine:  # a process with no share (n < processes) still reports, with nothing
-        result.scores = JudgeScores(*(np.zeros(0, np.float32) for _ in range(3)))
+        result.scores = JudgeScores.empty()
         yield result
     for start in range(0, len(mine), sampler.batch_size):
         chunk = [seeds[i] for i in mine[start : start + sampler.batch_size]]
@@ -259,7 +271,7 @@ def best_of_n(
     state = PartialState(cpu=not torch.cuda.is_available())
     with state.split_between_processes(list(range(n))) as mine:
         *_, share = best_of_n_steps(pipe, prompt, n, judge, select, seed, sampler, k, indices=mine)
-    gathered = gather_object([(mine, share.images, share.scores, share.seconds, share.model_calls)])
+    gathered = gather_object([(mine, share.images, share.scores, share.seconds, share.model_calls, share.judge_calls)])
     order = np.argsort(np.concatenate([g[0] for g in gathered]), kind="stable")
     result = BestOfN(
         prompt,
@@ -269,7 +281,7 @@ def best_of_n(
         share.judge,
         np.concatenate([g[1] for g in gathered])[order],
         JudgeScores.concat([g[2] for g in gathered]).take(order),
-        judge_calls=n,
+        judge_calls=sum(g[5] for g in gathered),
         model_calls=sum(g[4] for g in gathered),
         blocks=share.blocks,
         seconds={key: max(g[3][key] for g in gathered) for key in ("generate", "judge")},

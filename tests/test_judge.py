@@ -81,9 +81,13 @@ def test_vlm_judge_scores_models_of_two_families(family, request, renders):
     assert len(scores) == 3 and np.all((scores.p_yes > 0) & (scores.p_yes < 1))
     expected = 1 / (1 + np.exp(-(scores.yes_logit - scores.no_logit)))
     np.testing.assert_allclose(scores.p_yes, expected, rtol=1e-5)
-    # one image at a time gives the same answer as the batch (left padding keeps the last position real)
-    alone = judge.score(renders[2:], PROMPTS[2:])
-    np.testing.assert_allclose(alone.yes_logit, scores.yes_logit[2:], atol=1e-5)
+    # each image alone gives the same answer as in the batch (left padding keeps the last position real;
+    # the shorter prompts are the padded ones)
+    for i in range(3):
+        alone = judge.score(renders[i : i + 1], PROMPTS[i : i + 1])
+        np.testing.assert_allclose(alone.yes_logit, scores.yes_logit[i : i + 1], atol=1e-5)
+        np.testing.assert_allclose(alone.no_logit, scores.no_logit[i : i + 1], atol=1e-5)
+    assert len(judge.score(renders[:0], [])) == 0  # no images: no scores, not an error
 
 
 def test_judge_answer_is_the_pooled_logit_of_every_single_token_spelling(llava_dir):

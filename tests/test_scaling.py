@@ -47,6 +47,18 @@ def test_score_and_topk_selections():
     assert len(ranking) == 5 and ranking[0] == 1 and len(bracket) == 2  # 5 -> 3 -> 2 finalists
     with pytest.raises(ValueError, match="unknown selection"):
         rank(s, "best")
+    with pytest.raises(ValueError, match="k = 0 finalists"):
+        rank(s, "topk", k=0)  # tournament(until=0) would never end
+    assert rank(s.take(slice(0, 0))) == ([], [])
+
+
+def test_confident_yes_answers_are_ordered_by_margin_not_by_saturated_p_yes():
+    # float32 sigmoid(20) and sigmoid(30) are both exactly 1.0; the margin still tells them apart
+    yes, no = np.array([20.0, 30.0], np.float32), np.zeros(2, np.float32)
+    s = JudgeScores(1 / (1 + np.exp(no - yes)), yes, no)
+    assert s.p_yes[0] == s.p_yes[1] == 1.0
+    for select in ("tournament", "topk", "score"):
+        assert rank(s, select)[0] == [1, 0], select
 
 
 def test_best_of_n_judges_each_candidate_exactly_once(tiny_pipeline):
@@ -89,14 +101,18 @@ def test_best_of_n_refuses_an_empty_prompt_and_an_unknown_selection(tiny_pipelin
 
 
 def test_two_processes_split_the_candidates_and_agree(tiny_pipeline_dir, tiny_pipeline, tmp_path):
+    from scaling_worker import BrightnessJudge, image_digests
+
     r = launch_two_processes("scaling_worker.py", str(tiny_pipeline_dir), str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
     reports = [json.loads((tmp_path / f"rank{i}.json").read_text()) for i in range(2)]
-    single = best_of_n(tiny_pipeline, "a photo of a circle", 5, OracleJudge(), seed=3, sampler=FAST)
+    judge = CountingJudge(BrightnessJudge())
+    single = best_of_n(tiny_pipeline, "a photo of a circle", 5, judge, seed=3, sampler=FAST)
+    assert judge.images == 5 and single.ranking != list(range(5))  # a ranking the gather order could spoil
     for rep in reports:
         assert rep["world_size"] == 2 and rep["judge_calls"] == 5 and rep["n_images"] == 5
         assert rep["ranking"] == single.ranking
-        assert rep["images_sum"] == int(single.images.astype("int64").sum())
+        assert rep["image_digests"] == image_digests(single.images)  # candidate i in place i
 
 
 def test_a_model_retrained_under_the_same_name_gets_its_own_sample_cache(tiny_pipeline_dir, tmp_path):
@@ -123,3 +139,59 @@ def test_a_model_retrained_under_the_same_name_gets_its_own_sample_cache(tiny_pi
     assert second != first
     again = sample_bank(str(model), 2, seed=0, cache=tmp_path / "cache", sampler=SamplerConfig(steps=2), progress=False)
     assert any(second.glob("*.npz")) and not np.array_equal(again.images, bank.images)  # generated anew
+
+
+def test_selection_curves_perfect_judge_meets_the_oracle_and_random_is_the_mean():
+    from lab.experiments.scaling import selection_curves
+
+    rng = np.random.default_rng(0)
+    tasks = ["counting", "position"] * 6  # 12 prompts
+    correct = rng.random(12 * 4) < 0.3
+    perfect = JudgeScores(correct.astype(float), correct.astype(float), 1 - correct.astype(float))
+    curves = selection_curves(perfect, correct, tasks, n_max=4, ns=[1, 2, 4])
+    by = {sel: [r["overall"] for r in rs] for sel, rs in curves.items()}
+    assert by["judge"] == pytest.approx(by["oracle"])  # picking any candidate it passes = the oracle's bound
+    assert by["random"][0] == pytest.approx(by["judge"][0])  # at N=1 there is nothing to pick
+    assert by["random"] == pytest.approx([by["random"][0]] * 3)  # random choice does not improve with N
+    assert by["oracle"][0] <= by["oracle"][1] <= by["oracle"][2]
+    backwards = JudgeScores(1 - perfect.p_yes, perfect.no_logit, perfect.yes_logit)  # prefers the failures
+    worst = [r["overall"] for r in selection_curves(backwards, correct, tasks, 4, [1, 4])["judge"]]
+    assert worst[1] < worst[0]
+
+
+def test_frontier_marks_only_the_points_nothing_else_beats_on_cost_and_accuracy():
+    from lab.experiments.scaling import ScalingConfig, check_targets, frontier
+
+    def curve(*overall):
+        return {"judge": [{"n": n, "overall": o} for n, o in zip((1, 2, 16), overall)]}
+
+    metrics = {
+        "timing": {"generate_seconds_per_image": {"S": 1.0, "L": 2.0}, "judge_seconds_per_image": 0.0},
+        "models": {
+            "S": {"blocks": 8, "curves": curve(0.5, 0.5, 0.55)},
+            "L": {"blocks": 24, "curves": curve(0.5, 0.6, 0.85)},
+        },
+    }
+    rows = {(r["model"], r["n"]): r for r in frontier(ScalingConfig(), metrics)}
+    assert rows[("S", 1)]["pareto"] and not rows[("S", 2)]["pareto"]  # same accuracy for twice the seconds
+    assert not rows[("L", 1)]["pareto"]  # S@1: as good for half the seconds
+    assert rows[("L", 2)]["pareto"] and rows[("L", 16)]["pareto"] and not rows[("S", 16)]["pareto"]  # L@2 beats it
+    targets = check_targets(ScalingConfig(), metrics)
+    assert targets["L"]["best_of_16_target_met"] and targets["L"]["gain_at_16"] == pytest.approx(0.35)
+    assert targets["S"]["monotone_in_n"] and not targets["S"]["gain_target_met"]
+
+
+def test_a_pruned_model_re_ranked_under_the_same_name_gets_its_own_sample_cache(tiny_pipeline_dir, tmp_path):
+    import shutil
+
+    from lab.pruning import ImportanceTable
+    from lab.sampling import model_cache_dir
+
+    model = tmp_path / "L"
+    shutil.copytree(tiny_pipeline_dir, model)
+    blocks = json.loads((model / "transformer" / "config.json").read_text())["num_layers"]
+    ImportanceTable(np.linspace(0.1, 0.5, blocks)[:, None], np.array([500.0])).save(model / "importance.json")
+    full, pruned = model_cache_dir(tmp_path, model), model_cache_dir(tmp_path, f"{model}@1")
+    ImportanceTable(np.linspace(0.5, 0.1, blocks)[:, None], np.array([500.0])).save(model / "importance.json")
+    assert model_cache_dir(tmp_path, f"{model}@1") != pruned  # another ranking keeps other blocks
+    assert model_cache_dir(tmp_path, model) == full  # the unpruned model's samples do not depend on it

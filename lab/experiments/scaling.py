@@ -294,8 +294,14 @@ def frontier(cfg: ScalingConfig, metrics: dict) -> list[dict]:
                     "overall": r["overall"],
                 }
             )
-    for r in rows:
-        r["pareto"] = not any(o["seconds"] <= r["seconds"] and o["overall"] > r["overall"] for o in rows if o is not r)
+    for r in rows:  # dominated: another point is no slower and no worse, and better in one of the two
+        r["pareto"] = not any(
+            o["seconds"] <= r["seconds"]
+            and o["overall"] >= r["overall"]
+            and (o["seconds"], o["overall"]) != (r["seconds"], r["overall"])
+            for o in rows
+            if o is not r
+        )
     return rows
 
 
@@ -347,13 +353,14 @@ def summary_table(metrics: dict) -> str:
 def reliability_table(metrics: dict) -> str:
     """Markdown: the judge's agreement with the evaluator per task, for each split."""
     rows = [
-        "| split | task | pairs | yes rate | accuracy | balanced accuracy | AUC |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| split | task | pairs | correct (evaluator) | judge says yes | accuracy | balanced accuracy | AUC |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for split, rel in metrics["reliability"].items():
         for task, r in (rel["tasks"] | {"overall": rel["overall"]}).items():
             rows.append(
-                f"| {split} | {task} | {r['n']} | {r['positives'] / max(r['n'], 1):.2f} | {r['accuracy']:.3f} | "
+                f"| {split} | {task} | {r['n']} | {r['positives'] / max(r['n'], 1):.2f} | "
+                f"{r.get('says_yes_rate', float('nan')):.2f} | {r['accuracy']:.3f} | "
                 f"{r['balanced_accuracy']:.3f} | {r['auc']:.3f} |"
             )
     return "\n".join(rows)
