@@ -272,7 +272,6 @@ def _agreement(margin: np.ndarray, says_yes: np.ndarray, labels: np.ndarray) -> 
     return {
         "n": int(len(labels)),
         "positives": int(labels.sum()),
-        "says_yes_rate": float(says_yes.mean()) if len(labels) else float("nan"),
         "accuracy": float((says_yes == labels).mean()),
         "balanced_accuracy": float(np.nanmean([tpr, tnr])),
         "true_positive_rate": tpr,

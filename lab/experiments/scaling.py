@@ -350,6 +350,13 @@ def summary_table(metrics: dict) -> str:
     return "\n".join(rows)
 
 
+def _says_yes_rate(r: dict) -> float:
+    """How often the judge said yes, from its agreement row: true positives plus false positives."""
+    pos, neg = r["positives"], r["n"] - r["positives"]
+    yes = (r["true_positive_rate"] * pos if pos else 0.0) + ((1 - r["true_negative_rate"]) * neg if neg else 0.0)
+    return yes / max(r["n"], 1)
+
+
 def reliability_table(metrics: dict) -> str:
     """Markdown: the judge's agreement with the evaluator per task, for each split."""
     rows = [
@@ -360,7 +367,7 @@ def reliability_table(metrics: dict) -> str:
         for task, r in (rel["tasks"] | {"overall": rel["overall"]}).items():
             rows.append(
                 f"| {split} | {task} | {r['n']} | {r['positives'] / max(r['n'], 1):.2f} | "
-                f"{r.get('says_yes_rate', float('nan')):.2f} | {r['accuracy']:.3f} | "
+                f"{_says_yes_rate(r):.2f} | {r['accuracy']:.3f} | "
                 f"{r['balanced_accuracy']:.3f} | {r['auc']:.3f} |"
             )
     return "\n".join(rows)
