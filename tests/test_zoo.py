@@ -78,7 +78,7 @@ def test_shipped_L_records_its_lineage_and_loads_at_any_depth_from_its_ranking()
     from lab.pruning import ImportanceTable, load_pruned
 
     L = REPO_ROOT / "checkpoints" / "L"
-    assert training_cost(L) == 8 * 2500 * 64 + 24 * 1200 * 64  # S's run, then L's own
+    assert training_cost(L) == 8 * 2400 * 512 + 24 * 1500 * 256  # S v3's run, then L v2's own
     ranking = ImportanceTable.load(L / "importance.json")
     pipe = load_pruned(L, 12, ranking=L / "importance.json")
     assert pipe.transformer.config.num_layers == len(pipe.transformer.transformer_blocks) == 12
