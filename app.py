@@ -114,7 +114,8 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                         winner = gr.Image(
                             label="winner", type="filepath", format="png", height=192, width=192, elem_id="winner"
                         )
-                        curve = gr.Plot(label="best-so-far verdict vs N")
+                        # show_label=False on every Plot: the figures carry their own titles, which a label covers
+                        curve = gr.Plot(label="best-so-far verdict vs N", show_label=False)
                     compute = gr.Markdown(elem_id="compute")
                     gallery = gr.Gallery(
                         label="candidates (judge P(yes), evaluator verdict)",
@@ -123,14 +124,14 @@ def build_demo(session: demo.DemoSession) -> gr.Blocks:
                         height=GALLERY_HEIGHT,
                         elem_id="candidates",
                     )
-                    bracket = gr.Plot(label="tournament bracket")
+                    bracket = gr.Plot(label="tournament bracket", show_label=False)
                     with gr.Accordion("result (JSON)", open=False):
                         summary = gr.JSON(label="result")
         with gr.Tab("Depth and compute"):
             gr.Markdown(
                 f"Block importance of {prunable}: the depth slider keeps the most important blocks (highlighted)."
             )
-            importance_plot = gr.Plot(label="block importance")
+            importance_plot = gr.Plot(label="block importance", show_label=False)
             note = demo.frontier_note()
             if note:
                 gr.Markdown(note)

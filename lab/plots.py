@@ -767,7 +767,8 @@ def compute_frontier(rows: Sequence[dict], ax: Axes | None = None, stamp: dict |
             label="frontier",
         )
         ax.set_xscale("log")
-        ax.set_xlabel("seconds per final image (generate + judge, N candidates)")
+        # two lines: one line is cut at the panel width
+        ax.set_xlabel("seconds per final image\n(N candidates generated and judged)")
         ax.set_ylabel("GenEval-mini overall")
         ax.set_title("compute-matched depth x N (labels: N)")
         ax.legend(loc="lower right", fontsize="small")
