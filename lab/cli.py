@@ -443,6 +443,54 @@ def _grow(args: argparse.Namespace) -> None:
     print(f"wrote {out}")
 
 
+def _train_log(run: Path) -> Path:
+    """The train_log.jsonl of a `lab train` run directory or model (or the log file itself)."""
+    log = run / "train_log.jsonl" if run.is_dir() else run
+    if not log.is_file():
+        raise UsageError(
+            f"{run} has no train_log.jsonl; expected a lab train run directory, a model trained by one, or the log file"
+        )
+    return log
+
+
+def _steps_to_loss(args: argparse.Namespace) -> None:
+    import yaml
+
+    from lab import plots
+    from lab.experiments.growth import LOSS_LEVELS, steps_to_loss, steps_to_loss_table
+    from lab.provenance import write_json
+    from lab.runlog import read_log
+
+    labels = args.labels or [run.name for run in args.runs]
+    if len(labels) != len(args.runs) or len(set(labels)) != len(labels):
+        raise UsageError(f"--labels {labels}: expected one distinct label per run ({len(args.runs)})")
+    curves, runs = {}, {}
+    for label, run in zip(labels, args.runs):
+        log = _train_log(run)
+        curves[label] = [[r["step"], r["loss"]] for r in read_log(log)]
+        if not curves[label]:
+            raise UsageError(f"{log} is empty: the run has not logged a step yet")
+        config = log.parent / "train_config.yaml"
+        runs[label] = {
+            "log": log,
+            "last_step": curves[label][-1][0],
+            "config": yaml.safe_load(config.read_text()) if config.is_file() else None,
+        }
+    levels = sorted(args.levels or LOSS_LEVELS, reverse=True)
+    rows = _usage(steps_to_loss, curves, levels, args.window)
+    table = steps_to_loss_table(rows, {n: r["last_step"] for n, r in runs.items()})
+    print(table, end="")
+    args.out.mkdir(parents=True, exist_ok=True)
+    result = {"runs": runs, "window": args.window, "levels": levels, "rows": rows, "table": table}
+    print(f"wrote {write_json(result, args.out / 'steps_to_loss.json')}")
+    stamp = {
+        "runs": ", ".join(f"{n} ({r['log']}, {r['last_step']} steps)" for n, r in runs.items()),
+        "moving average": f"{args.window} steps",
+    }
+    fig = plots.steps_to_loss(curves, rows, title=args.title, stamp=stamp)
+    _save_figure(fig, args.out / "steps_to_loss.png", dpi=150)
+
+
 def _prune(args: argparse.Namespace) -> None:
     import json
 
@@ -784,6 +832,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="directory of the grown pipeline (then: lab train --init-from OUT)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace OUT when it holds another run (on success only)")
+
+    p = command(
+        sub,
+        "steps-to-loss",
+        _steps_to_loss,
+        help="growth's speed-up: the steps each training run needs to reach each loss (e.g. grown L vs L from scratch)",
+        description="Reads each run's train_log.jsonl and writes OUT/steps_to_loss.json (per loss level, the first "
+        "step at which each run's moving-average loss reaches it, and each run's ratio to the first) and "
+        "OUT/steps_to_loss.png (the loss curves and steps-to-loss). Runs with the same seed and batch size see "
+        "the same data at every step, so their curves pair step by step.",
+    )
+    p.add_argument(
+        "runs",
+        type=_existing,
+        nargs="+",
+        help="lab train run directories, models trained by one, or logs; the first is the reference of the ratios",
+    )
+    p.add_argument("--labels", nargs="+", help="one name per run (default: the directory names)")
+    p.add_argument(
+        "--levels",
+        type=_at_least(0.0, float),
+        nargs="+",
+        help="losses to reach (default: lab.experiments.growth.LOSS_LEVELS)",
+    )
+    p.add_argument("--window", type=positive, default=20, help="steps in the moving average of the loss (default 20)")
+    p.add_argument("--title", help="the figure's title")
+    p.add_argument("--out", type=_writable_target, required=True, help="directory to write the JSON and figure into")
 
     p = command(
         sub,

@@ -165,6 +165,17 @@ def apply_rules(detections: Sequence[Detection], prompt: Prompt | str, config: E
     return Verdict(not reasons, "; ".join(reasons) if reasons else "all requirements met", kept)
 
 
+def count_error(verdict: Verdict, prompt: Prompt | str) -> int | None:
+    """For a counting prompt, the objects of the counted class the rules kept (`verdict.detections`)
+    minus the count asked: 0 when right, +1 for one too many (the generators' commonest counting
+    failure). None for prompts of other tasks."""
+    prompt = _as_prompt(prompt)
+    if prompt.task != "counting":
+        return None
+    req = prompt.include[0]
+    return sum(d.shape == req.cls for d in verdict.detections) - req.count
+
+
 def _check_requirement(req: Requirement, found, by_class, matched_groups, prompt: Prompt, config: EvalConfig) -> str:
     """GenEval's checks of one `include` entry, in its order; returns the failure ('' when met)."""
     if len(found) < req.count:

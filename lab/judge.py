@@ -315,3 +315,31 @@ def reliability(scores: JudgeScores, labels, tasks: Sequence[str], bins: int = C
 
     per_task = {t: per_task[t] for t in TASKS if t in per_task} | {t: v for t, v in per_task.items() if t not in TASKS}
     return {"overall": _agreement(margin, yes, labels), "tasks": per_task, "calibration": calibration}
+
+
+def by_count_error(scores: JudgeScores, errors) -> list[dict]:
+    """The judge on counting images grouped by the evaluator's count error (`geneval.count_error`:
+    objects detected minus objects asked). A judge that counts gives error 0 the highest P(yes); one
+    that only checks "at least N" ranks +1 as high, and best-of-N then drifts to extra objects.
+
+    Args:
+        scores: the judge's scores of N images. errors: (N,) count errors; None or NaN for images
+            of other tasks (left out).
+    Returns:
+        one row per error value present, ascending: {"error", "n", "p_yes_mean", "says_yes"}.
+    """
+    errors = np.array([np.nan if e is None else e for e in errors], dtype=float)
+    if len(errors) != len(scores):
+        raise ValueError(f"{len(scores)} scores and {len(errors)} count errors; expected one each per image")
+    rows = []
+    for e in np.unique(errors[~np.isnan(errors)]):
+        at = errors == e
+        rows.append(
+            {
+                "error": int(e),
+                "n": int(at.sum()),
+                "p_yes_mean": float(scores.p_yes[at].mean()),
+                "says_yes": float(scores.says_yes[at].mean()),
+            }
+        )
+    return rows

@@ -182,9 +182,34 @@ def degraded_renders(n: int, seed: int) -> tuple[np.ndarray, list[str]]:
     return images, [p.text for p in prompts]
 
 
+def miscounted_renders(n: int, seed: int, offsets=(-1, 1)) -> tuple[np.ndarray, list[str], np.ndarray]:
+    """`n` degraded renders of counting training prompts, each drawn with `offsets[i % len]` objects
+    more than its prompt asks (never fewer than one): image-side count negatives. The world's scenes
+    always hold the asked count, so without these a judge never sees five of a shape, and judge v7
+    gave renders of one object too many a P(yes) as high as correct ones (0.66 vs 0.60 for "two").
+
+    Returns:
+        images (n, 64, 64, 3) uint8, the prompts they were drawn for (the asked count), and each
+        image's offset (n,) int (objects drawn minus asked).
+    """
+    rng = np.random.default_rng(seed)
+    only_counting = tuple(float(t == "counting") for t in world.TASKS)
+    images, prompts, drawn = [], [], []
+    for i in range(n):
+        prompt = world.sample_training_prompt(rng, only_counting)
+        asked = prompt.include[0].count
+        count = max(1, asked + offsets[i % len(offsets)])
+        scene = world.sample_scene(world.miscounted(prompt, count), int(rng.integers(2**31)))
+        images.append(degraded_render(scene, rng))
+        prompts.append(prompt.text)
+        drawn.append(count - asked)
+    return np.stack(images), prompts, np.array(drawn)
+
+
 def judge_dataset(cfg, progress: bool = True) -> dict[str, Pairs]:
     """The judge's training and validation pairs for a `JudgeTrainConfig`: samples of each of
-    `cfg.sample_models` (a held-out fraction of their images for validation) plus degraded renders."""
+    `cfg.sample_models` (a held-out fraction of their images for validation) plus degraded renders
+    and miscounted ones (`miscounted_renders`, labelled like the rest: "no" for the asked count)."""
     if len(cfg.sample_models) != len(cfg.samples_per_model):
         raise ValueError(f"{len(cfg.sample_models)} sample_models but {len(cfg.samples_per_model)} samples_per_model")
     rng = np.random.default_rng(cfg.seed)
@@ -200,4 +225,7 @@ def judge_dataset(cfg, progress: bool = True) -> dict[str, Pairs]:
         train.append(pairs)
         if not val:  # renders only (smoke tests): validate on a slice of them
             val.append(pairs)
+    if cfg.miscounted_renders:  # last: the configs without them draw the same data as before
+        images, prompts, _ = miscounted_renders(cfg.miscounted_renders, cfg.seed + 1)
+        train.append(label_pairs(images, prompts, "render", rng, cfg.negatives_per_image))
     return {"train": Pairs.concat(train), "val": Pairs.concat(val)}

@@ -182,6 +182,7 @@ class JudgeTrainConfig:
     sample_seed: int = JUDGE_SEED  # model k's samples use seeds from sample_seed + k x seed_stride
     seed_stride: int = 10_000_000
     renders: int = 16384  # clean renders (blurred, noisy) added as cheap extra pairs
+    miscounted_renders: int = 0  # renders of counting prompts with one object more or fewer than asked
     negatives_per_image: int = 4  # perturbed prompts paired with each image, besides its own
     generated_fraction: float = 0.5  # of each batch, pairs of generated samples (the rest: renders)
     holdout_fraction: float = 0.1  # of the generated images, for the validation printed while training
@@ -194,6 +195,10 @@ class JudgeTrainConfig:
     # detections (`detected_scene`): the tower then learns the generators' images as the evaluator sees them,
     # not only clean renders blurred (v5/v6: 0, renders only)
     vision_generated_fraction: float = 0.0
+    # stage 1 also classifies how many of each shape the scene holds (0 to MAX_COUNT, any colour), from
+    # renders whose counting scenes are drawn with the asked count -1, +0 or +1 (judge v7 did not count:
+    # it said yes to 92% of renders with one object too many, `lab bench judge`'s count probe)
+    vision_counts: bool = False
     freeze_vision: bool = True  # stage 2 trains projector + decoder only (LLaVA's recipe), keeping stage 1's features
     steps: int = 2000  # stage 2: the whole judge answers yes/no
     batch_size: int = 64
@@ -279,6 +284,27 @@ def relation_targets(scene) -> np.ndarray:
     return np.asarray(out, np.float32)
 
 
+MAX_COUNT = max(world.NUMBERS) + 1  # stage 1's count classes: 0 .. one more than any prompt asks
+
+
+def shape_counts(scene) -> np.ndarray:
+    """How many objects of each shape (any colour) a scene holds, capped at MAX_COUNT.
+    (len(SHAPES),) int64, in SHAPES order."""
+    counts = np.zeros(len(world.SHAPES), np.int64)
+    for o in scene.objects:
+        counts[world.SHAPES.index(o.shape)] += 1
+    return np.minimum(counts, MAX_COUNT)
+
+
+def stage_one_scene(rng: np.random.Generator, miscount: bool) -> world.Scene:
+    """A scene of a training prompt for stage 1; with `miscount`, a counting prompt's scene holds
+    the asked count -1, +0 or +1 (equally often), so the tower sees every count up to MAX_COUNT."""
+    prompt = world.sample_training_prompt(rng)
+    if miscount and prompt.task == "counting":
+        prompt = world.miscounted(prompt, prompt.include[0].count + int(rng.integers(-1, 2)))
+    return world.sample_scene(prompt, int(rng.integers(2**31)))
+
+
 def detected_scene(detections, config=None) -> world.Scene:
     """The scene the evaluator sees in an image: its detections of a known shape scoring at least
     GenEval's threshold, as world objects (each box's centre, and its longer side as the size). For
@@ -347,6 +373,8 @@ def pretrain_vision(
     })  # fmt: skip
     if cfg.vision_relations:  # built only then: v5's recipe draws the same random numbers as before
         heads["relations"] = torch.nn.Linear(hidden, len(relation_targets(world.Scene(()))))
+    if cfg.vision_counts:  # likewise: v7's recipe is unchanged
+        heads["counts"] = torch.nn.Linear(hidden, len(world.SHAPES) * (MAX_COUNT + 1))
     opt = torch.optim.AdamW(list(vision.parameters()) + list(heads.parameters()), lr=cfg.vision_lr)
     rng = np.random.default_rng(cfg.seed)
     k = int(round(cfg.batch_size * cfg.vision_generated_fraction)) if generated is not None and len(generated) else 0
@@ -356,10 +384,7 @@ def pretrain_vision(
         seen = [detected_scene(geneval.detect(x)) for x in tqdm(generated, desc="detect", disable=not progress)]
     losses = []
     for step in tqdm(range(cfg.vision_steps), desc="judge vision tower", disable=not progress):
-        scenes = [
-            world.sample_scene(world.sample_training_prompt(rng), int(rng.integers(2**31)))
-            for _ in range(cfg.batch_size - k)
-        ]
+        scenes = [stage_one_scene(rng, cfg.vision_counts) for _ in range(cfg.batch_size - k)]
         images = [degraded_render(sc, rng) for sc in scenes]
         if k:
             picked = rng.choice(len(generated), k)
@@ -380,6 +405,10 @@ def pretrain_vision(
         if cfg.vision_relations:
             held = torch.as_tensor(np.stack([relation_targets(sc) for sc in scenes]))
             loss = loss + F.binary_cross_entropy_with_logits(heads["relations"](out.pooler_output), held)
+        if cfg.vision_counts:
+            counts = torch.as_tensor(np.stack([shape_counts(sc) for sc in scenes]))  # (B, shapes)
+            logits = heads["counts"](out.pooler_output).view(len(scenes), len(world.SHAPES), MAX_COUNT + 1)
+            loss = loss + F.cross_entropy(logits.flatten(0, 1), counts.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -480,6 +509,17 @@ def write_card(out: Path, cfg: JudgeTrainConfig, metrics: dict, params: int, tra
     from lab.zoo import write_model_card
 
     models = ", ".join(f"{m} ({n} samples)" for m, n in zip(cfg.sample_models, cfg.samples_per_model))
+    miscounted = (
+        f" and {cfg.miscounted_renders:,} of counting prompts drawn with one object more or fewer than asked"
+        if cfg.miscounted_renders
+        else ""
+    )
+    counts = (
+        f"; how many of each shape it holds (0 to {MAX_COUNT}; counting scenes drawn with one object more or fewer "
+        "a third of the time each)"
+        if cfg.vision_counts
+        else ""
+    )
     stage1_images = "renders" + (
         f"; {cfg.vision_generated_fraction:.0%} of each batch generated samples, their targets from the evaluator's detections"
         if cfg.vision_generated_fraction
@@ -492,10 +532,10 @@ It is a plain transformers model: `AutoModelForImageTextToText.from_pretrained` 
 
 - Training pairs: {train_pairs:,} (image, prompt, yes/no), every label the GenEval-mini evaluator's verdict. Images:
   samples of {models} on training prompts, each with its own prompt and {cfg.negatives_per_image} confusable
-  ones (count +-1, swapped relation or colours, another class), and {cfg.renders:,} blurred, noisy renders;
+  ones (count +-1, swapped relation or colours, another class), and {cfg.renders:,} blurred, noisy renders{miscounted};
   {cfg.generated_fraction:.0%} of every batch from the generated samples.
 - Stage 1: {cfg.vision_steps} steps teaching the vision tower each patch's shape and colour, the scene's counts and
-  centroids{" and which relations hold between which shapes" if cfg.vision_relations else ""} ({stage1_images}).
+  centroids{" and which relations hold between which shapes" if cfg.vision_relations else ""}{counts} ({stage1_images}).
 - Stage 2: {cfg.steps} steps x {cfg.batch_size} pairs, AdamW lr {cfg.lr} (cosine), next-token cross-entropy with
   {BALANCE_WORDS[cfg.balance]}.
 - Reproduce: `lab train-judge --config train_config.yaml --out DIR` with this folder's `train_config.yaml`

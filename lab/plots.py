@@ -462,6 +462,21 @@ def _xy(points) -> tuple[np.ndarray, np.ndarray]:
     return a[:, 0], a[:, 1]
 
 
+def _log_axis(ax: Axes, which: str) -> None:
+    """Log-scales `ax`'s "x" or "y" axis, labelled with plain numbers (0.3, 200), not powers of ten;
+    of the ticks between powers, 2, 3 and 5 x 10^k are labelled."""
+    import matplotlib.ticker
+
+    getattr(ax, f"set_{which}scale")("log")
+    axis = getattr(ax, f"{which}axis")
+
+    def minor(v, _):
+        return f"{v:g}" if v > 0 and round(v / 10 ** np.floor(np.log10(v))) in (2, 3, 5) else ""
+
+    axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+    axis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor))
+
+
 def loss_curves(
     runs: dict[str, Sequence[tuple[int, float]]],
     ax: Axes | None = None,
@@ -496,7 +511,7 @@ def loss_curves(
         ax.set_xlabel("training step")
         ax.set_ylabel("training loss" + (f" (EMA {smooth})" if smooth > 0 else ""))
         if logy:
-            ax.set_yscale("log")
+            _log_axis(ax, "y")
         ax.legend()
         if title:
             ax.set_title(title)
@@ -575,6 +590,41 @@ def training_curves(
     metric_vs_steps(metric, ax=right, ylabel=metric_label, reference=reference, labels=labels, colors=colors)
     if title:
         fig.suptitle(title)
+    if stamp is not None:
+        stamp_figure(fig, stamp)
+    return fig
+
+
+def steps_to_loss(
+    curves: dict[str, Sequence[tuple[int, float]]],
+    rows: Sequence[dict],
+    labels: dict[str, str] | None = None,
+    smooth: float = LOSS_SMOOTHING,
+    title: str | None = None,
+    stamp: dict | None = None,
+) -> Figure:
+    """Two panels: the runs' training loss against step (log loss axis), and the steps each run
+    needs to reach each loss level (`lab.experiments.growth.steps_to_loss` rows; a level a run never
+    reached is left out of its line). One colour per run in both."""
+    colors = run_colors(curves)
+    with matplotlib.rc_context(STYLE):
+        fig = Figure(figsize=(2 * PANEL_INCHES[0], PANEL_INCHES[1]), layout="constrained")
+        left, right = fig.subplots(1, 2)
+    loss_curves(curves, ax=left, smooth=smooth, labels=labels, colors=colors, logy=True)
+    with matplotlib.rc_context(STYLE):
+        for name in curves:
+            points = [(r["loss"], r["steps"][name]) for r in rows if r["steps"][name] is not None]
+            if points:
+                loss, steps = _xy(points)
+                right.plot(loss, steps, marker="o", ms=3, color=colors[name], label=(labels or {}).get(name, name))
+        _log_axis(right, "x")
+        _log_axis(right, "y")
+        right.invert_xaxis()  # lower loss to the right, as training goes
+        right.set_xlabel("training loss reached (moving average)")
+        right.set_ylabel("steps to reach it")
+        right.legend()
+        if title:
+            fig.suptitle(title)
     if stamp is not None:
         stamp_figure(fig, stamp)
     return fig

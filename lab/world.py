@@ -489,6 +489,17 @@ def relations_between(box_a, box_b, margin: float = DEFAULT_WORLD.relation_margi
 # Scenes
 
 
+def miscounted(prompt: Prompt, count: int) -> Prompt:
+    """A counting prompt whose requirement asks `count` objects instead (its text unchanged): what
+    `sample_scene` draws for it is a render that breaks the prompt by count, a judge's image-side
+    negative. `count` >= 1; a scene of up to `max(NUMBERS) + 1` objects still fits."""
+    from dataclasses import replace
+
+    if prompt.task != "counting" or count < 1:
+        raise ValueError(f"miscounted({prompt.text!r}, {count}): expected a counting prompt and a count >= 1")
+    return replace(prompt, include=(replace(prompt.include[0], count=count),))
+
+
 def sample_scene(prompt: Prompt, seed: int, world: WorldConfig = DEFAULT_WORLD) -> Scene:
     """A random scene that satisfies `prompt` exactly (same seed -> same scene).
 

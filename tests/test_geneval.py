@@ -97,6 +97,20 @@ def test_counting_fails_on_n_plus_one():
     assert not four.correct and four.reason == "expected 4 circles, found 3"
 
 
+def test_count_error_is_objects_of_the_counted_class_minus_the_count_asked():
+    image = _scene(
+        ("circle", "red", 14.0, 14.0, 16.0), ("circle", "blue", 48.0, 14.0, 16.0), ("circle", "green", 14.0, 48.0, 16.0),
+        ("square", "green", 48.0, 48.0, 16.0),
+    )  # fmt: skip
+    for prompt, error in (
+        ("a photo of two circles", +1),
+        ("a photo of three circles", 0),
+        ("a photo of four circles", -1),
+        ("a photo of a circle", None),  # not a counting prompt
+    ):
+        assert geneval.count_error(geneval.evaluate_image(image, prompt), prompt) == error
+
+
 def test_extra_objects_of_other_classes_are_not_penalised():
     image = _scene(
         ("circle", "red", 14.0, 14.0, 16.0),

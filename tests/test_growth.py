@@ -357,6 +357,38 @@ def test_steps_to_reach_finds_the_first_step_whose_smoothed_loss_is_low_enough()
     assert np.allclose(experiment.moving_average([1, 3, 5], 2), [1, 2, 4])
 
 
+def test_steps_to_loss_gives_each_runs_steps_and_its_ratio_to_the_first_run():
+    grown = [[k, 1.0 / k] for k in range(1, 11)]  # reaches 0.25 at step 4
+    scratch = [[k, 2.0 / k] for k in range(1, 11)]  # at step 8, and never 0.11 within its 10 steps
+    rows = experiment.steps_to_loss({"grown": grown, "scratch": scratch}, levels=(0.25, 0.11), window=1)
+    assert rows[0] == {"loss": 0.25, "steps": {"grown": 4, "scratch": 8}, "ratio": {"grown": 1.0, "scratch": 2.0}}
+    assert rows[1]["steps"] == {"grown": 10, "scratch": None} and rows[1]["ratio"]["scratch"] is None
+    table = experiment.steps_to_loss_table(rows, {"grown": 10, "scratch": 10})
+    assert "| 0.25 | 4 | 8 | 2.0x |" in table and "| 0.11 | 10 | > 10 | > 1.0x |" in table
+    with pytest.raises(ValueError, match="window=0"):
+        experiment.steps_to_loss({"grown": grown}, window=0)
+
+
+def test_steps_to_loss_command_writes_its_table_and_figure_and_names_a_folder_without_a_log(run_lab, tmp_path):
+    for name, scale in (("grown", 1.0), ("scratch", 3.0)):
+        (tmp_path / name).mkdir()
+        lines = [json.dumps({"step": k, "loss": scale / k}) for k in range(1, 31)]
+        (tmp_path / name / "train_log.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out"
+    code, stdout, err = run_lab(
+        "steps-to-loss", tmp_path / "grown", tmp_path / "scratch", "--levels", "0.5", "--window", "1", "--out", out
+    )
+    assert code == 0, err
+    assert "| 0.50 | 2 | 6 | 3.0x |" in stdout
+    result = json.loads((out / "steps_to_loss.json").read_text())
+    assert result["rows"][0]["steps"] == {"grown": 2, "scratch": 6} and result["runs"]["scratch"]["last_step"] == 30
+    assert (out / "steps_to_loss.png").stat().st_size > 0
+    code, _, err = run_lab("steps-to-loss", tmp_path, "--out", out)
+    assert code == 2 and "has no train_log.jsonl" in err
+    code, _, err = run_lab("steps-to-loss", tmp_path / "grown", tmp_path / "scratch", "--labels", "a", "--out", out)
+    assert code == 2 and "one distinct label per run" in err
+
+
 def test_summary_checks_the_papers_loss_target_against_from_scratch():
     steps = range(1, 11)
     metrics = {

@@ -4,6 +4,7 @@ reliability against the evaluator; the lab's judge trains, saves and loads witho
 import json
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ import torch
 
 from lab import geneval, world
 from lab.judge import JudgeScores, OracleJudge, VLMJudge, answer_token_ids, load_judge, reliability, roc_auc
-from lab.judge_data import confusable_prompts, label_pairs
+from lab.judge_data import confusable_prompts, judge_dataset, label_pairs, miscounted_renders
 from lab.judge_train import JudgeTrainConfig, build_judge, build_tokenizer, quick_config, train_judge
 
 PROMPTS = ["a photo of a red circle", "a photo of two squares", "a photo of a triangle left of a circle"]
@@ -168,6 +169,32 @@ def test_judge_pairs_are_labelled_by_the_evaluator(renders):
         assert pairs.labels[i] == geneval.evaluate_image(pairs.images_of(i), pairs.prompts[i]).correct
 
 
+def test_miscounted_renders_hold_the_asked_count_plus_their_offset_and_join_the_training_pairs():
+    images, prompts, offsets = miscounted_renders(12, seed=0, offsets=(-1, 0, 1))
+    assert images.shape == (12, 64, 64, 3) and offsets.tolist() == [-1, 0, 1] * 4
+    for image, prompt, offset in zip(images, prompts, offsets):
+        assert world.parse_prompt(prompt).task == "counting"
+        assert geneval.count_error(geneval.evaluate_image(image, prompt), prompt) == offset
+    plain = quick_config(JudgeTrainConfig())
+    with_them = judge_dataset(replace(plain, miscounted_renders=10), progress=False)["train"]
+    without = judge_dataset(plain, progress=False)["train"]
+    added = np.arange(len(without), len(with_them))
+    assert len(with_them.images) == len(without.images) + 10 and len(added) > 10
+    _, asked, _ = miscounted_renders(10, seed=plain.seed + 1)
+    own = [i for i in added if with_them.prompts[i] == asked[with_them.image_index[i] - len(without.images)]]
+    assert len(own) == 10 and not with_them.labels[own].any()  # one object more or fewer: the evaluator says no
+    assert with_them.labels[added].any()  # the count they show, among the confusable prompts, holds
+
+
+def test_count_probe_separates_right_counts_for_the_oracle():
+    from lab.bench.judge import count_probe
+
+    probe = count_probe(OracleJudge(), n=30, seed=0)
+    by_offset = {r["offset"]: r for r in probe["offsets"]}
+    assert by_offset[0]["says_yes"] > 0.9 and by_offset[1]["says_yes"] == by_offset[-1]["says_yes"] == 0.0
+    assert probe["right_over_one_more"] > 0.9 and probe["right_over_one_fewer"] > 0.9
+
+
 def test_lab_judge_trains_saves_and_loads_with_plain_transformers(tmp_path):
     out = tmp_path / "judge"
     metrics = train_judge(quick_config(JudgeTrainConfig()), out, progress=False)
@@ -274,7 +301,6 @@ def test_stage_one_mixes_generated_samples_into_its_batches():
 
     with pytest.raises(ValueError, match="vision_generated_fraction=1.5 must be in"):
         JudgeTrainConfig(vision_generated_fraction=1.5)
-    from dataclasses import replace
 
     cfg = replace(quick_config(JudgeTrainConfig(vision_generated_fraction=0.5)), vision_steps=2, batch_size=4)
     model, processor = build_judge(cfg.size, cfg.seed)
@@ -292,3 +318,19 @@ def test_stage_one_mixes_generated_samples_into_its_batches():
     for images in batches:  # half of every batch is one of the samples, the rest fresh renders
         from_samples = [any(np.array_equal(x, s) for s in samples) for x in images]
         assert len(images) == 4 and from_samples == [False, False, True, True]
+
+
+def test_stage_one_learns_shape_counts_from_scenes_with_one_object_more_or_fewer():
+    from lab.judge_train import MAX_COUNT, pretrain_vision, shape_counts, stage_one_scene
+
+    scene = world.Scene((world.Object("circle", "red", 10, 10, 8), world.Object("circle", "blue", 40, 40, 8)))
+    assert shape_counts(scene)[world.SHAPES.index("circle")] == 2 and shape_counts(scene).sum() == 2
+    rng = np.random.default_rng(0)
+    counts = {int(shape_counts(stage_one_scene(rng, miscount=True)).max()) for _ in range(400)}
+    assert {1, 2, 3, 4, MAX_COUNT} <= counts  # a prompt asks 2-4; stage 1 also sees 1 and 5
+    rng = np.random.default_rng(0)
+    assert max(int(shape_counts(stage_one_scene(rng, miscount=False)).max()) for _ in range(400)) < MAX_COUNT
+    cfg = replace(quick_config(JudgeTrainConfig(vision_counts=True)), vision_steps=2, batch_size=4)
+    model, processor = build_judge(cfg.size, cfg.seed)
+    losses = pretrain_vision(model, processor, cfg, progress=False)
+    assert len(losses) == 2 and all(np.isfinite(losses))

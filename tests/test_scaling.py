@@ -159,6 +159,24 @@ def test_selection_curves_perfect_judge_meets_the_oracle_and_random_is_the_mean(
     assert worst[1] < worst[0]
 
 
+def test_counting_picks_shows_a_judge_that_prefers_one_object_too_many():
+    from lab.experiments.scaling import counting_picks, counting_table
+
+    # two counting prompts and one of another task, 4 candidates each; the judge likes +1 best
+    errors = [0, 1, 0, -1] + [1, 0, 0, 0] + [None] * 4
+    p_yes = [0.6 if e == 0 else 0.9 if e == 1 else 0.1 for e in errors[:8]] + [0.5] * 4
+    logit = np.log(np.array(p_yes) / (1 - np.array(p_yes)))
+    picks = counting_picks(scores(p_yes, logit, np.zeros(12)), errors, n_max=4)
+    assert picks["prompts"] == 2
+    rows = {r["error"]: r for r in picks["by_error"]}
+    assert set(rows) == {-1, 0, 1}
+    assert rows[0]["share_of_candidates"] == 5 / 8 and rows[1]["share_of_judge_winners"] == 1.0
+    assert rows[1]["p_yes_mean"] == pytest.approx(0.9) and rows[-1]["says_yes"] == 0.0
+    table = counting_table({"config": {"n_max": 4}, "models": {"S": {"counting": picks}}})
+    assert "| S | +1 | 0.25 | 1.00 | 0.90 | 1.00 |" in table
+    assert counting_table({"config": {"n_max": 4}, "models": {"S": {}}}) == ""  # a run from before the breakdown
+
+
 def test_frontier_marks_only_the_points_nothing_else_beats_on_cost_and_accuracy():
     from lab.experiments.scaling import ScalingConfig, check_targets, frontier
 

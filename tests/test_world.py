@@ -311,3 +311,13 @@ def test_training_distribution_is_what_the_training_sampler_draws():
         "",
     ]
     assert not any(world.in_training_distribution(t) for t in outside)
+
+
+def test_a_miscounted_prompt_keeps_its_text_and_draws_the_other_count():
+    prompt = world.make_prompt("counting", ("circle",), count=4)
+    five = world.miscounted(prompt, 5)
+    assert five.text == prompt.text and len(world.sample_scene(five, seed=0).objects) == 5
+    with pytest.raises(ValueError, match="expected a counting prompt and a count >= 1"):
+        world.miscounted(world.make_prompt("single_object", ("circle",)), 2)
+    with pytest.raises(ValueError, match="count >= 1"):
+        world.miscounted(prompt, 0)

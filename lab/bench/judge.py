@@ -3,6 +3,8 @@
 On fresh samples of a model (seeds no judge was trained on): the `quick` prompt set, and the
 `novel` prompts (colour-shape pairs never used to train a model or the judge). Reports accuracy,
 balanced accuracy and ROC AUC per task, the calibration curve, and judged images per second.
+The count probe asks whether the judge counts: renders of counting prompts with one object fewer,
+the asked number, and one more (`count_probe`).
 Targets (issue 13): balanced accuracy >= 0.90 overall and >= 0.80 on every task; AUC >= 0.95.
 """
 
@@ -14,7 +16,7 @@ import time
 import numpy as np
 
 from lab import world
-from lab.judge import OracleJudge, load_judge, reliability
+from lab.judge import OracleJudge, load_judge, reliability, roc_auc
 from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir
 
 SEED = 3_000_000_000  # benchmark samples: apart from judge-training and scaling seeds
@@ -41,6 +43,40 @@ def samples(model: str, prompt_set: str, per_prompt: int, limit: int, sampler: S
     return images, expanded
 
 
+COUNT_PROBE_IMAGES = 600  # renders, a third at each offset
+
+
+def count_probe(judge, n: int = COUNT_PROBE_IMAGES, seed: int = SEED) -> dict:
+    """Does the judge count? `n` degraded renders of counting prompts (`miscounted_renders`), a third
+    drawn with one object fewer than asked, a third with the asked number, a third with one more.
+
+    Returns:
+        {"offsets": [{"offset", "n", "p_yes_mean", "says_yes"}, ...], "right_over_one_more" and
+        "right_over_one_fewer": how often the judge's margin ranks a right-count render above a
+        miscounted one (ROC AUC between the two groups; 0.5 = it cannot tell them apart) -- what
+        best-of-N needs on counting, where most failures are one object too many.}
+    """
+    from lab.judge_data import miscounted_renders
+
+    images, prompts, offsets = miscounted_renders(n, seed, offsets=(-1, 0, 1))
+    scores = judge.score(images, prompts)
+    rows = [
+        {
+            "offset": int(d),
+            "n": int((offsets == d).sum()),
+            "p_yes_mean": float(scores.p_yes[offsets == d].mean()),
+            "says_yes": float(scores.says_yes[offsets == d].mean()),
+        }
+        for d in (-1, 0, 1)
+    ]
+
+    def right_over(d: int) -> float:
+        pair = (offsets == 0) | (offsets == d)
+        return roc_auc(scores.margin[pair], offsets[pair] == 0)
+
+    return {"offsets": rows, "right_over_one_more": right_over(1), "right_over_one_fewer": right_over(-1)}
+
+
 def measure(judge_spec: str, model: str, per_prompt: int, limit: int, sampler: SamplerConfig, cache: str) -> dict:
     judge = load_judge(judge_spec)
     out = {"judge": judge.name, "model": model, "splits": {}}
@@ -49,6 +85,7 @@ def measure(judge_spec: str, model: str, per_prompt: int, limit: int, sampler: S
         truth = OracleJudge().score(images, [p.text for p in prompts]).says_yes
         scores = judge.score(images, [p.text for p in prompts])
         out["splits"][split] = reliability(scores, truth, [p.task for p in prompts])
+    out["count_probe"] = count_probe(judge)
     speed = np.repeat(images[:1], SPEED_IMAGES, axis=0)
     t = time.perf_counter()
     judge.score(speed, [prompts[0].text] * SPEED_IMAGES)
@@ -87,5 +124,12 @@ def main(argv: list[str] | None = None) -> dict:
             f"({o['n']} images); per task: "
             + ", ".join(f"{t} {v['balanced_accuracy']:.2f}" for t, v in r["tasks"].items())
         )
+    probe = result["count_probe"]
+    print(
+        "counting renders, P(yes) by objects drawn minus asked: "
+        + ", ".join(f"{r['offset']:+d}: {r['p_yes_mean']:.2f}" for r in probe["offsets"])
+        + f"; right count ranked above one more {probe['right_over_one_more']:.2f}, "
+        f"above one fewer {probe['right_over_one_fewer']:.2f}"
+    )
     print(f"judge: {result['images_per_s']:.0f} images/s; targets met: {result['meets_targets']} -> {path}")
     return result

@@ -334,6 +334,63 @@ def steps_to_reach(curve, target: float, window: int) -> int | None:
     return int(steps[hits[0]]) if hits.size else None
 
 
+LOSS_LEVELS = (0.5, 0.4, 0.35, 0.3, 0.27, 0.25, 0.23, 0.22, 0.21, 0.2, 0.19)  # `steps_to_loss`'s default levels: L's
+# training loss falls from ~2 (fresh) or ~0.8 (grown) at step 1 to ~0.2
+
+
+def steps_to_loss(curves: dict[str, list], levels=LOSS_LEVELS, window: int = 20) -> list[dict]:
+    """Growth's speed-up read off training curves: for each loss level, the first step at which
+    each run's `window`-step moving-average loss is <= it (`steps_to_reach`).
+
+    Args:
+        curves: {run name: [[step, loss], ...]}; the first run is the reference (e.g. the grown one).
+            Runs with the same seed and batch see the same data at every step, so the curves pair.
+        levels: losses to reach. window: steps in the moving average.
+    Returns:
+        one row per level: {"loss", "steps": {name: step, or None when the run never reached it},
+        "ratio": {name: its steps / the reference's, None where either never reached it}}.
+    """
+    if not curves:
+        raise ValueError("steps_to_loss got no runs; expected {name: [[step, loss], ...]}")
+    if window < 1:
+        raise ValueError(f"window={window}; expected an integer >= 1")
+    reference = next(iter(curves))
+    rows = []
+    for level in levels:
+        steps = {name: steps_to_reach(curve, level, window) for name, curve in curves.items()}
+        base = steps[reference]
+        ratio = {n: None if base is None or s is None else s / base for n, s in steps.items()}
+        rows.append({"loss": float(level), "steps": steps, "ratio": ratio})
+    return rows
+
+
+def steps_to_loss_table(rows: list[dict], last_steps: dict[str, int]) -> str:
+    """A markdown table of `steps_to_loss` rows: one column of steps per run and each run's ratio to
+    the first; "> N" where a run never reached the level in its `last_steps[name]` steps."""
+    names = list(last_steps)
+    head = (
+        "| loss | "
+        + " | ".join(f"steps: {n}" for n in names)
+        + " | "
+        + " | ".join(f"{n} / {names[0]}" for n in names[1:])
+        + " |"
+    )
+    rule = "|---:|" + "---:|" * (2 * len(names) - 1)
+    lines = [head, rule]
+    for r in rows:
+        steps = [f"> {last_steps[n]}" if r["steps"][n] is None else str(r["steps"][n]) for n in names]
+        ratios = []
+        for n in names[1:]:
+            if r["ratio"][n] is not None:
+                ratios.append(f"{r['ratio'][n]:.1f}x")
+            elif r["steps"][names[0]] is not None and r["steps"][n] is None:  # a lower bound
+                ratios.append(f"> {last_steps[n] / r['steps'][names[0]]:.1f}x")
+            else:
+                ratios.append("-")
+        lines.append(f"| {r['loss']:.2f} | " + " | ".join(steps + ratios) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def added_to_kept_importance(run: dict) -> float | None:
     """The added blocks' mean importance (over blocks and timesteps) divided by the kept blocks', of
     one arm's record (`run_arm`); None when it has no added blocks or no importance table."""

@@ -27,7 +27,7 @@ import numpy as np
 
 from lab import geneval, world
 from lab.config import config_dict
-from lab.judge import JudgeScores, load_judge, reliability
+from lab.judge import JudgeScores, by_count_error, load_judge, reliability
 from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir, nfe_per_image
 from lab.scaling import rank
 
@@ -94,13 +94,30 @@ def candidates(cfg: ScalingConfig, model: str, prompts: list[world.Prompt], prog
     return images.reshape(len(prompts), cfg.n_max, *images.shape[1:])
 
 
-def judge_all(judge, images: np.ndarray, prompts: list[world.Prompt]) -> tuple[JudgeScores, np.ndarray]:
-    """Judge scores and evaluator verdicts of (P, K, ...) candidates, flattened prompt-major (P x K,)."""
+def judge_all(judge, images: np.ndarray, prompts: list[world.Prompt]) -> tuple[JudgeScores, np.ndarray, list]:
+    """Judge scores, evaluator verdicts (bool) and count errors (`geneval.count_error`: None outside
+    counting) of (P, K, ...) candidates, flattened prompt-major (P x K,)."""
     flat = images.reshape(-1, *images.shape[2:])
     expanded = [p for p in prompts for _ in range(images.shape[1])]
     scores = judge.score(flat, [p.text for p in expanded])  # a VLMJudge batches by itself
-    correct = np.array([v.correct for v in geneval.evaluate(flat, expanded).verdicts])
-    return scores, correct
+    verdicts = geneval.evaluate(flat, expanded).verdicts
+    correct = np.array([v.correct for v in verdicts])
+    return scores, correct, [geneval.count_error(v, p) for v, p in zip(verdicts, expanded)]
+
+
+def counting_picks(scores: JudgeScores, errors: list, n_max: int) -> dict:
+    """What best-of-`n_max` does to counting. Per count error (objects detected minus asked,
+    `lab.judge.by_count_error`'s rows): the judge's P(yes), the share of counting candidates with
+    that error and the share of the judge's winners (one per counting prompt). Candidates
+    prompt-major (P x n_max,)."""
+    errs = np.array([np.nan if e is None else e for e in errors], float).reshape(-1, n_max)
+    counting = np.flatnonzero(~np.isnan(errs[:, 0]))
+    winners = np.array([errs[p, rank(scores.take(np.arange(p * n_max, (p + 1) * n_max)))[0][0]] for p in counting])
+    rows = by_count_error(scores, errors)
+    for r in rows:
+        r["share_of_candidates"] = float((errs[counting] == r["error"]).mean())
+        r["share_of_judge_winners"] = float((winners == r["error"]).mean())
+    return {"prompts": int(len(counting)), "by_error": rows}
 
 
 def overall_with_interval(values: np.ndarray, tasks: list[str]) -> dict:
@@ -177,13 +194,14 @@ def run(cfg: ScalingConfig, out: str | Path | None = None, progress: bool = True
     all_scores, all_correct, all_tasks = [], [], []
     for model in cfg.models:
         images = candidates(cfg, model, prompts, progress)
-        scores, correct = judge_all(judge, images, prompts)
+        scores, correct, errors = judge_all(judge, images, prompts)
         spec = model_spec(model)
         blocks = spec.depth or spec.source_layers  # from the config: no weights loaded
         metrics["models"][model] = {
             "blocks": blocks,
             "curves": selection_curves(scores, correct, tasks, cfg.n_max, cfg.ns),
             "reliability": reliability(scores, correct, np.repeat(tasks, cfg.n_max)),
+            "counting": counting_picks(scores, errors, cfg.n_max),
         }
         all_scores.append(scores)
         all_correct.append(correct)
@@ -221,7 +239,7 @@ def novel_reliability(cfg: ScalingConfig, judge, progress: bool) -> dict:
         desc=f"novel {model}",
     )
     images = images.reshape(len(novel), cfg.novel_per_prompt, *images.shape[1:])
-    scores, correct = judge_all(judge, images, novel)
+    scores, correct, _ = judge_all(judge, images, novel)
     return reliability(scores, correct, np.repeat([p.task for p in novel], cfg.novel_per_prompt)) | {"model": model}
 
 
@@ -371,3 +389,21 @@ def reliability_table(metrics: dict) -> str:
                 f"{r['balanced_accuracy']:.3f} | {r['auc']:.3f} |"
             )
     return "\n".join(rows)
+
+
+def counting_table(metrics: dict) -> str:
+    """Markdown: per model and count error (objects detected minus asked), the share of counting
+    candidates and of the judge's best-of-`n_max` winners with that error, and the judge's mean
+    P(yes) on them (`counting_picks`). Empty when the run predates the breakdown."""
+    rows = [
+        f"| model | count error | candidates | judge's best-of-{metrics['config']['n_max']} winners | mean P(yes) "
+        "| judge says yes |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for model, m in metrics["models"].items():
+        for r in m.get("counting", {}).get("by_error", []):
+            rows.append(
+                f"| {model} | {r['error']:+d} | {r['share_of_candidates']:.2f} | {r['share_of_judge_winners']:.2f} | "
+                f"{r['p_yes_mean']:.2f} | {r['says_yes']:.2f} |"
+            )
+    return "\n".join(rows) if len(rows) > 2 else ""
