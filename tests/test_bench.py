@@ -1,8 +1,10 @@
 """`lab bench NAME [options]` hands every option after NAME, --help included, to the benchmark."""
 
+import json
 import re
 
 import pytest
+import torch
 
 from lab.cli import main
 
@@ -27,11 +29,24 @@ def test_bench_help_lists_the_benchmarks(run_lab):
 def test_bench_scaling_counts_exactly_n_judge_calls(tiny_pipeline_dir, tmp_path):
     from lab.bench import scaling
 
-    result = scaling.main(
-        ["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--out", str(tmp_path / "s.json")]
-    )
+    threads = torch.get_num_threads()
+    try:
+        result = scaling.main(
+            ["--quick", "--model", str(tiny_pipeline_dir), "--judge", "oracle", "--out", str(tmp_path / "s.json")]
+            + ["--threads", "1"]
+        )
+    finally:
+        torch.set_num_threads(threads)
     assert result["judge_calls"] == {"1": 1, "4": 4} and result["judge_calls_equal_n"]
-    assert result["per_candidate_s_best_of_n"] > 0 and (tmp_path / "s.json").is_file()
+    assert result["per_candidate_s_best_of_n"] > 0
+    assert json.loads((tmp_path / "s.json").read_text())["provenance"]["cpu_threads"] == 1  # pinned, and said
+
+
+def test_bench_threads_must_not_be_negative():
+    from lab.bench._timing import pin_threads
+
+    with pytest.raises(ValueError, match="--threads -2: expected a positive number"):
+        pin_threads(-2)
 
 
 def test_bench_judge_reports_reliability_per_split(tiny_pipeline_dir, tmp_path):

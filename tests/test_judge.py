@@ -320,6 +320,20 @@ def test_stage_one_mixes_generated_samples_into_its_batches():
         assert len(images) == 4 and from_samples == [False, False, True, True]
 
 
+def test_stage_one_lr_warms_up_then_stays_or_decays_by_cosine_to_min_ratio():
+    from lab.judge_train import vision_lr_at
+
+    cfg = JudgeTrainConfig(vision_steps=1000, vision_lr=2e-3, warmup_steps=100, min_lr_ratio=0.05)
+    cosine = replace(cfg, vision_schedule="cosine")
+    for c in (cfg, cosine):  # the same warm-up
+        assert vision_lr_at(0, c) == pytest.approx(2e-5) and vision_lr_at(99, c) == pytest.approx(2e-3)
+    assert vision_lr_at(999, cfg) == pytest.approx(2e-3)  # v5 to v8: constant to the end
+    lrs = [vision_lr_at(s, cosine) for s in range(100, 1000)]
+    assert lrs[-1] == pytest.approx(1e-4, rel=1e-3) and all(a >= b for a, b in zip(lrs, lrs[1:]))
+    with pytest.raises(ValueError, match="vision_schedule='linear' is unknown"):
+        JudgeTrainConfig(vision_schedule="linear")
+
+
 def test_stage_one_learns_shape_counts_from_scenes_with_one_object_more_or_fewer():
     from lab.judge_train import MAX_COUNT, pretrain_vision, shape_counts, stage_one_scene
 

@@ -10,6 +10,7 @@ other jobs share the machine; wall seconds are what a user waits.
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -58,3 +59,21 @@ def time_calls(fn: Callable[[int], object], repeats: int, warmup: int = 0) -> Ti
         wall.append(time.perf_counter() - w)
         cpu.append(time.process_time() - c)
     return Timings(wall, cpu)
+
+
+def add_threads_argument(parser: argparse.ArgumentParser, default: int | None = None) -> None:
+    """`--threads N`: torch CPU threads of the benchmark (`pin_threads`). Pinned, a benchmark run beside
+    another job neither oversubscribes the cores nor reads as slower than it is by surprise; the
+    count is recorded in the JSON's provenance (`cpu_threads`)."""
+    was = f"default {default}" if default else "default: torch's, one per core"
+    parser.add_argument("--threads", type=int, default=default, help=f"torch CPU threads ({was})")
+
+
+def pin_threads(threads: int | None) -> None:
+    """Sets torch's CPU threads to `threads` (None or 0: leaves torch's default); rejects a negative count."""
+    import torch
+
+    if threads is not None and threads < 0:
+        raise ValueError(f"--threads {threads}: expected a positive number of CPU threads (or 0 for torch's default)")
+    if threads:
+        torch.set_num_threads(threads)

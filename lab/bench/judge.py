@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from lab import world
+from lab.bench._timing import add_threads_argument, pin_threads
 from lab.judge import OracleJudge, load_judge, reliability, roc_auc
 from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir
 
@@ -110,7 +111,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cache", default="runs/bench_judge", help="where generated samples are kept")
     parser.add_argument("--quick", action="store_true", help="12 prompts per set, 1 image each, 4 steps")
     parser.add_argument("--out", default="reports/bench/judge.json")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    pin_threads(args.threads)
     if args.quick:
         args.limit, args.per_prompt, args.steps = 12, 1, 4
     result = measure(args.judge, args.model, args.per_prompt, args.limit, SamplerConfig(steps=args.steps), args.cache)

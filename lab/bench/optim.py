@@ -19,6 +19,7 @@ from dataclasses import replace
 
 import torch
 
+from lab.bench._timing import add_threads_argument, pin_threads
 from lab.experiments import came8bit, preset
 from lab.model import quiet_hub_logging
 from lab.optim import OPTIMIZERS, build_optimizer
@@ -67,12 +68,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="lab bench optim", description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
     parser.add_argument("--quick", action="store_true", help="tiny model and fewer steps (about a minute)")
-    parser.add_argument(
-        "--threads", type=int, default=1, help="torch CPU threads (default 1: steadier timings on a shared machine)"
-    )
+    add_threads_argument(parser, default=1)  # 1: steadier timings on a shared machine
     parser.add_argument("--steps", type=int, default=None, help="override the fidelity steps")
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    pin_threads(args.threads)
     cfg = preset(came8bit.Came8bitConfig, "came8bit", "quick" if args.quick else "full")
     if args.steps is not None:
         cfg = replace(cfg, train=replace(cfg.train, steps=args.steps), tail=min(cfg.tail, args.steps))

@@ -13,6 +13,7 @@ import argparse
 import statistics
 import time
 
+from lab.bench._timing import add_threads_argument, pin_threads
 from lab.judge import load_judge
 from lab.sampling import SamplerConfig, candidate_seeds, generate
 from lab.scaling import best_of_n
@@ -73,7 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="N = 4, 2 steps, 1 repeat")
     parser.add_argument("--out", default="reports/bench/scaling.json")
+    add_threads_argument(parser)
     args = parser.parse_args(argv)
+    pin_threads(args.threads)
     if args.quick:
         args.n, args.steps, args.repeats = 4, 2, 1
     from lab.zoo import resolve_model
