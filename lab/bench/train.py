@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from lab.bench._timing import time_calls
+from lab.bench._timing import add_threads_argument, pin_threads, time_calls
 from lab.model import build_pipeline, encode_text
 from lab.optim import build_optimizer
 from lab.provenance import write_json
@@ -83,7 +83,9 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--mixed-precision", default="no", choices=["no", "fp16", "bf16"], help="for the trainer runs")
     ap.add_argument("--out", default="reports/bench/train.json")
+    add_threads_argument(ap)
     args = ap.parse_args(argv)
+    pin_threads(args.threads)
     if args.quick:
         args.size, args.repeats, args.warmup = "tiny", 3, 1
     if any(k < 0 for k in args.data_workers):
