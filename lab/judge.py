@@ -317,6 +317,11 @@ def reliability(scores: JudgeScores, labels, tasks: Sequence[str], bins: int = C
     return {"overall": _agreement(margin, yes, labels), "tasks": per_task, "calibration": calibration}
 
 
+def count_errors_array(errors) -> np.ndarray:
+    """Count errors (`geneval.count_error`: int, or None outside counting) as a float array, NaN for None."""
+    return np.array([np.nan if e is None else e for e in errors], dtype=float)
+
+
 def by_count_error(scores: JudgeScores, errors) -> list[dict]:
     """The judge on counting images grouped by the evaluator's count error (`geneval.count_error`:
     objects detected minus objects asked). A judge that counts gives error 0 the highest P(yes); one
@@ -328,7 +333,7 @@ def by_count_error(scores: JudgeScores, errors) -> list[dict]:
     Returns:
         one row per error value present, ascending: {"error", "n", "p_yes_mean", "says_yes"}.
     """
-    errors = np.array([np.nan if e is None else e for e in errors], dtype=float)
+    errors = count_errors_array(errors)
     if len(errors) != len(scores):
         raise ValueError(f"{len(scores)} scores and {len(errors)} count errors; expected one each per image")
     rows = []

@@ -17,7 +17,7 @@ import numpy as np
 
 from lab import world
 from lab.bench._timing import add_threads_argument, pin_threads
-from lab.judge import OracleJudge, load_judge, reliability, roc_auc
+from lab.judge import OracleJudge, by_count_error, load_judge, reliability, roc_auc
 from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir
 
 SEED = 3_000_000_000  # benchmark samples: apart from judge-training and scaling seeds
@@ -61,15 +61,8 @@ def count_probe(judge, n: int = COUNT_PROBE_IMAGES, seed: int = SEED) -> dict:
 
     images, prompts, offsets = miscounted_renders(n, seed, offsets=(-1, 0, 1))
     scores = judge.score(images, prompts)
-    rows = [
-        {
-            "offset": int(d),
-            "n": int((offsets == d).sum()),
-            "p_yes_mean": float(scores.p_yes[offsets == d].mean()),
-            "says_yes": float(scores.says_yes[offsets == d].mean()),
-        }
-        for d in (-1, 0, 1)
-    ]
+    # the offsets are count errors by construction: the same grouping as on generated samples
+    rows = [{"offset": r.pop("error"), **r} for r in by_count_error(scores, offsets)]
 
     def right_over(d: int) -> float:
         pair = (offsets == 0) | (offsets == d)

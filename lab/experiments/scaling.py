@@ -27,7 +27,7 @@ import numpy as np
 
 from lab import geneval, world
 from lab.config import config_dict
-from lab.judge import JudgeScores, by_count_error, load_judge, reliability
+from lab.judge import JudgeScores, by_count_error, count_errors_array, load_judge, reliability
 from lab.sampling import SamplerConfig, benchmark_seeds, generate_cached, model_cache_dir, nfe_per_image
 from lab.scaling import rank
 
@@ -110,7 +110,7 @@ def counting_picks(scores: JudgeScores, errors: list, n_max: int) -> dict:
     `lab.judge.by_count_error`'s rows): the judge's P(yes), the share of counting candidates with
     that error and the share of the judge's winners (one per counting prompt). Candidates
     prompt-major (P x n_max,)."""
-    errs = np.array([np.nan if e is None else e for e in errors], float).reshape(-1, n_max)
+    errs = count_errors_array(errors).reshape(-1, n_max)
     counting = np.flatnonzero(~np.isnan(errs[:, 0]))
     winners = np.array([errs[p, rank(scores.take(np.arange(p * n_max, (p + 1) * n_max)))[0][0]] for p in counting])
     rows = by_count_error(scores, errors)
